@@ -1,5 +1,29 @@
-"""fnlearn: a functional, stateless neural-network library in pure NumPy/SciPy."""
-from . import tree
-from ._types import Layer
+"""fnlearn: a functional, stateless neural-network library in pure NumPy/SciPy.
 
-__all__ = ["Layer", "tree"]
+A layer is a pair of pure functions ``Layer(init, apply)``; ``apply(params, x)`` returns the output and
+a hand-written VJP. See :mod:`fnlearn._types` for the contract.
+
+Example:
+    >>> import numpy as np, fnlearn as fl
+    >>> model = fl.serial(fl.Dense(8), fl.Relu(), fl.Dense(3))
+    >>> params = model.init(np.random.default_rng(0), (-1, 4))
+    >>> logits, vjp = model.apply(params, np.ones((2, 4), np.float32))
+    >>> logits.shape
+    (2, 3)
+"""
+
+from . import initializers, losses, tree
+from ._grad import value_and_grad
+from ._types import Layer
+from .combinators import FanInConcat, FanInSum, FanOut, eval_shape, parallel, serial
+from .layers import (Dense, Dropout, Elu, Flatten, Gelu, Identity, LeakyRelu, LogSoftmax, Relu,
+                     Sigmoid, Softmax, Softplus, Tanh)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer", "serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "eval_shape",
+    "Dense", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Gelu", "Softplus", "Softmax",
+    "LogSoftmax", "Flatten", "Identity", "Dropout",
+    "value_and_grad", "initializers", "losses", "tree",
+]

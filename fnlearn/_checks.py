@@ -1,0 +1,124 @@
+"""Input validation shared by layers, combinators and losses.
+
+Every check raises at the boundary with a sentence that names the layer, the expected and the actual
+shape or dtype, and how to fix it. The checks are cheap (attribute reads), so they run on every call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ._types import Array, Params, Shape
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(name: str, x: Any, what: str = "x") -> Array:
+    """``x`` itself if it is a float32/float64 ndarray; a TypeError otherwise."""
+    if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: {what} must be a NumPy array of float32 or float64, got "
+                        f"{type(x).__name__}. Convert it with np.asarray({what}, dtype=np.float32).")
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"{name}: {what} must have dtype float32 or float64, got {x.dtype}. "
+                        f"Convert it with {what}.astype(np.float32) (integer data such as images "
+                        "usually also wants scaling, e.g. / 255).")
+    return x
+
+
+def same_dtype(name: str, x: Array, dtype: np.dtype, what: str = "x") -> None:
+    """A TypeError unless ``x.dtype == dtype`` (a float32 model never silently computes in float64)."""
+    if x.dtype != dtype:
+        raise TypeError(f"{name}: {what} has dtype {x.dtype} but the parameters are {dtype}. Cast "
+                        f"{what} with {what}.astype(np.{dtype}), or initialise the model with "
+                        f"dtype=np.{x.dtype}.")
+
+
+def min_rank(name: str, x: Array, rank: int, layout: str, what: str = "x") -> None:
+    """A ValueError unless ``x.ndim >= rank``."""
+    if x.ndim < rank:
+        raise ValueError(f"{name}: expected {what} of rank >= {rank} with layout {layout}, got shape "
+                         f"{x.shape}. Add a batch axis, e.g. {what}[None] for a single example.")
+
+
+def cotangent(name: str, dy: Any, y_shape: Shape, y_dtype: np.dtype) -> Array:
+    """``dy`` if it has the output's shape and dtype; a clear error otherwise (nothing is broadcast)."""
+    if not isinstance(dy, np.ndarray):
+        raise TypeError(f"{name}: the cotangent dy must be a NumPy array shaped like the output "
+                        f"{y_shape}, got {type(dy).__name__}.")
+    if dy.shape != y_shape:
+        raise ValueError(f"{name}: the cotangent dy must have the output's shape {y_shape}, got "
+                         f"{dy.shape}. Pass a cotangent shaped exactly like y (nothing is broadcast).")
+    if dy.dtype != y_dtype:
+        raise TypeError(f"{name}: the cotangent dy must have the output's dtype {y_dtype}, got "
+                        f"{dy.dtype}. Cast it with dy.astype(np.{y_dtype}).")
+    return dy
+
+
+def param(name: str, params: Params, key: str, *, shape: Shape | None = None,
+          ndim: int | None = None) -> Array:
+    """``params[key]``, checked to be a float array of the given ``shape`` (or rank ``ndim``)."""
+    p = params.get(key) if type(params) is dict else None
+    if (type(p) is np.ndarray and p.dtype in _FLOATS and (shape is None or p.shape == shape)
+            and (ndim is None or p.ndim == ndim)):
+        return p
+    if not isinstance(params, dict) or key not in params:
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{name}: expected params with key '{key}' (from this layer's init), got "
+                         f"{got}. Were these params initialised for another model?")
+    want = f"shape {shape}" if shape is not None else f"rank {ndim}"
+    desc = f"{type(p).__name__} {getattr(p, 'shape', '')} {getattr(p, 'dtype', '')}".strip()
+    raise ValueError(f"{name}: expected params['{key}'] to be a float array of {want}, got {desc}. "
+                     "Were these params initialised for another model or input size?")
+
+
+def no_params(name: str, params: Params) -> None:
+    """A ValueError unless ``params`` is the empty dict of a parameterless layer."""
+    if params != {} and params is not None:
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{name}: this layer has no parameters and expects params == {{}}, got {got}. "
+                         "Were these params initialised for another model?")
+
+
+def input_shape(name: str, shape: Any) -> Shape:
+    """``shape`` as a tuple of ints whose first entry (the batch) may be -1."""
+    try:
+        shape = tuple(int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{name}: input_shape must be a tuple of ints such as (-1, 784), got "
+                        f"{shape!r}.") from None
+    if len(shape) == 0 or shape[0] < -1 or shape[0] == 0 or any(d < 0 for d in shape[1:]):
+        raise ValueError(f"{name}: input_shape must be (batch, *features) with batch -1 or positive "
+                         f"and non-negative features, got {shape}.")
+    return shape
+
+
+def call_vjp(vjp: Callable[..., Any], dy: Any, compute_dx: bool) -> tuple[Params, Any]:
+    """Call a child's ``vjp``, passing ``compute_dx=False`` only to functions that declare it."""
+    if compute_dx:
+        return vjp(dy)
+    if accepts_compute_dx(vjp):
+        return vjp(dy, compute_dx=False)
+    return vjp(dy)
+
+
+_ACCEPTS: dict[Any, bool] = {}
+
+
+def accepts_compute_dx(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` declares a ``compute_dx`` keyword (cached per code object: closures share it)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    hit = _ACCEPTS.get(code)
+    if hit is None:
+        names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        hit = _ACCEPTS[code] = "compute_dx" in names
+    return hit
+
+
+def named(apply: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Give a layer's ``apply`` a readable ``__qualname__`` (``Dense(128).apply``) for error messages."""
+    apply.__qualname__ = f"{name}.apply"
+    return apply

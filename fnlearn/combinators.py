@@ -1,0 +1,332 @@
+"""Combinators: build layers out of layers (``serial``, ``parallel``, fan-out and fan-in).
+
+Output shapes are found by evaluation (see :func:`eval_shape`): ``serial.init`` initialises child ``i``,
+applies it to a one-example batch of zeros, and passes the resulting shape and dtype on to child
+``i + 1``. Multi-input and multi-output layers use tuples of arrays; their shapes are tuples of shapes.
+
+An error raised inside a child is re-raised with the child's position and name in front, e.g.
+``serial layer 2 ('2', Dense(10)): Dense(10): expected x of shape (batch, ..., 128) ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from . import _checks
+from ._types import Array, Layer, Params, Shape, resolve_dtype
+
+__all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "eval_shape"]
+
+
+def _is_multi(shape: Any) -> bool:
+    return isinstance(shape, (tuple, list)) and len(shape) > 0 and isinstance(shape[0], (tuple, list))
+
+
+def _example(shape: Any, dtype: Any) -> Any:
+    if _is_multi(shape):
+        dtypes = dtype if isinstance(dtype, (tuple, list)) else [dtype] * len(shape)
+        return tuple(_example(s, d) for s, d in zip(shape, dtypes))
+    shape = _checks.input_shape("eval_shape", shape)
+    return np.zeros((1,) + shape[1:], dtype=dtype)
+
+
+def _spec(y: Any, batch: Any) -> tuple[Any, Any]:
+    if isinstance(y, (tuple, list)):
+        specs = [_spec(v, b) for v, b in zip(y, batch if isinstance(batch, list) else [batch] * len(y))]
+        return tuple(s for s, _ in specs), tuple(d for _, d in specs)
+    return (batch,) + tuple(y.shape[1:]), y.dtype
+
+
+def _batch_of(shape: Any) -> Any:
+    return _batch_of(shape[0]) if _is_multi(shape) else shape[0]
+
+
+def eval_shape(apply: Any, params: Params, input_shape: Any, *, dtype: DTypeLike = None) -> tuple[Any, Any]:
+    """The output shape and dtype of ``apply`` for inputs of ``input_shape``, by evaluation.
+
+    Applies ``apply`` to a one-example batch of zeros (``train=False``) and puts the batch entry of
+    ``input_shape`` (which may be -1) back in front. For multi-input layers ``input_shape`` is a tuple
+    of shapes (and ``dtype`` may be a tuple of dtypes); multi-output layers give tuples back.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> layer = fl.Dense(10)
+        >>> params = layer.init(np.random.default_rng(0), (-1, 784))
+        >>> fl.eval_shape(layer.apply, params, (-1, 784))
+        ((-1, 10), dtype('float32'))
+    """
+    dt = resolve_dtype(None) if dtype is None else dtype
+    y, _ = apply(params, _example(input_shape, dt), rng=None, train=False)
+    return _spec(y, _batch_of(input_shape))
+
+
+def _init_kwargs(dtype: DTypeLike) -> dict[str, Any]:
+    return {} if dtype is None else {"dtype": dtype}
+
+
+def _child_error(kind: str, i: int, key: str, layer: Layer, err: Exception) -> Exception:
+    where = f"{kind} layer {i} ('{key}', {_layer_name(layer)})"
+    try:
+        return type(err)(f"{where}: {err}")
+    except Exception:  # an exception type whose constructor takes other arguments
+        return err
+
+
+def _layer_name(layer: Layer) -> str:
+    name = getattr(layer.apply, "__qualname__", "layer").split(".<locals>")[0]
+    return name[:-len(".apply")] if name.endswith(".apply") else name
+
+
+def _check_children(kind: str, params: Params, keys: Sequence[str]) -> None:
+    if type(params) is not dict or len(params) != len(keys) or any(k not in params for k in keys):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{kind}: expected params with keys {list(keys)} (one per child layer), got "
+                         f"{got}. Were these params initialised for another model?")
+
+
+def _keys(kind: str, layers: Sequence[Layer], names: Sequence[str] | None) -> list[str]:
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, tuple) or len(layer) != 2 or not all(map(callable, layer)):
+            raise TypeError(f"{kind}: argument {i} must be a Layer (init, apply), got "
+                            f"{type(layer).__name__}. Did you forget to call a constructor, e.g. "
+                            "fl.Relu() instead of fl.Relu?")
+    if names is None:
+        return [str(i) for i in range(len(layers))]
+    keys = [str(n) for n in names]
+    if len(keys) != len(layers) or len(set(keys)) != len(keys) or any("/" in k for k in keys):
+        raise ValueError(f"{kind}: names must give one unique name without '/' per layer "
+                         f"({len(layers)} layers), got {list(names)}.")
+    return keys
+
+
+def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
+    """Compose layers in sequence: ``y = layers[-1](...layers[1](layers[0](x)))``.
+
+    Args:
+        *layers: the child layers, in order.
+        names: optional names for the children; they key ``params`` (default ``"0"``, ``"1"``, ...).
+
+    ``init(rng, input_shape, *, dtype=None, input_dtype=None)``: ``input_dtype`` is the dtype of the
+    model's input when it differs from the parameter dtype (integer token ids, say). ``apply`` passes
+    ``rng`` (split with ``rng.spawn``) and ``train`` to every child. The VJP of the whole model skips the
+    first child's input cotangent when called with ``compute_dx=False``.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> model = fl.serial(fl.Dense(4), fl.Relu(), fl.Dense(2))
+        >>> params = model.init(np.random.default_rng(0), (-1, 3))
+        >>> sorted(params), params["2"]["w"].shape
+        (['0', '1', '2'], (4, 2))
+        >>> y, vjp = model.apply(params, np.ones((5, 3), np.float32))
+        >>> dparams, dx = vjp(np.ones_like(y), compute_dx=False)
+        >>> y.shape, dparams["0"]["w"].shape, dx
+        ((5, 2), (3, 4), None)
+    """
+    keys = _keys("serial", layers, names)
+    pairs = list(zip(keys, layers))
+
+    def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None,
+             input_dtype: DTypeLike = None) -> Params:
+        params: dict[str, Params] = {}
+        shape, in_dtype = input_shape, (resolve_dtype(dtype) if input_dtype is None else input_dtype)
+        for i, ((key, layer), child_rng) in enumerate(zip(pairs, rng.spawn(len(pairs)))):
+            try:
+                params[key] = layer.init(child_rng, shape, **_init_kwargs(dtype))
+                shape, in_dtype = eval_shape(layer.apply, params[key], shape, dtype=in_dtype)
+            except (ValueError, TypeError) as err:
+                raise _child_error("serial", i, key, layer, err) from err
+        return params
+
+    def apply(params: Params, x: Array, *, rng: np.random.Generator | None = None, train: bool = False):
+        _check_children("serial", params, keys)
+        rngs = rng.spawn(len(pairs)) if rng is not None else [None] * len(pairs)
+        vjps = []
+        for i, (key, layer) in enumerate(pairs):
+            try:
+                x, vjp_i = layer.apply(params[key], x, rng=rngs[i], train=train)
+            except (ValueError, TypeError) as err:
+                raise _child_error("serial", i, key, layer, err) from err
+            vjps.append(vjp_i)
+
+        def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Any]:
+            grads: dict[str, Params] = {}
+            for i in range(len(pairs) - 1, -1, -1):
+                key, layer = pairs[i]
+                try:
+                    grads[key], dy = _checks.call_vjp(vjps[i], dy, compute_dx or i > 0)
+                except (ValueError, TypeError) as err:
+                    raise _child_error("serial", i, key, layer, err) from err
+            return {k: grads[k] for k in keys}, (dy if compute_dx else None)
+
+        return x, vjp
+
+    return Layer(init, apply)
+
+
+def parallel(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
+    """Apply layer ``i`` to input ``i``: a tuple of ``n`` arrays in, a tuple of ``n`` arrays out.
+
+    ``input_shape`` is a tuple of ``n`` shapes. Use it between :func:`FanOut` and a fan-in layer.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> model = fl.serial(fl.FanOut(2), fl.parallel(fl.Dense(3), fl.Identity()), fl.FanInConcat())
+        >>> params = model.init(np.random.default_rng(0), (-1, 2))
+        >>> model.apply(params, np.ones((4, 2), np.float32))[0].shape
+        (4, 5)
+    """
+    keys = _keys("parallel", layers, names)
+    pairs = list(zip(keys, layers))
+
+    def init(rng: np.random.Generator, input_shape: Any, *, dtype: DTypeLike = None) -> Params:
+        if not _is_multi(input_shape) or len(input_shape) != len(pairs):
+            raise ValueError(f"parallel: expected input_shape to be a tuple of {len(pairs)} shapes, "
+                             f"got {input_shape!r}.")
+        params = {}
+        for i, ((key, layer), r, s) in enumerate(zip(pairs, rng.spawn(len(pairs)), input_shape)):
+            try:
+                params[key] = layer.init(r, s, **_init_kwargs(dtype))
+            except (ValueError, TypeError) as err:
+                raise _child_error("parallel", i, key, layer, err) from err
+        return params
+
+    def apply(params: Params, xs: Any, *, rng: np.random.Generator | None = None, train: bool = False):
+        _check_children("parallel", params, keys)
+        if not isinstance(xs, (tuple, list)) or len(xs) != len(pairs):
+            raise ValueError(f"parallel: expected a tuple of {len(pairs)} input arrays, got "
+                             f"{type(xs).__name__}{f' of length {len(xs)}' if isinstance(xs, (tuple, list)) else ''}.")
+        rngs = rng.spawn(len(pairs)) if rng is not None else [None] * len(pairs)
+        outs, vjps = [], []
+        for i, (key, layer) in enumerate(pairs):
+            try:
+                y, v = layer.apply(params[key], xs[i], rng=rngs[i], train=train)
+            except (ValueError, TypeError) as err:
+                raise _child_error("parallel", i, key, layer, err) from err
+            outs.append(y)
+            vjps.append(v)
+
+        def vjp(dys: Any, *, compute_dx: bool = True) -> tuple[Params, Any]:
+            if not isinstance(dys, (tuple, list)) or len(dys) != len(pairs):
+                raise ValueError(f"parallel: the cotangent must be a tuple of {len(pairs)} arrays.")
+            res = [_checks.call_vjp(v, dy, compute_dx) for v, dy in zip(vjps, dys)]
+            return {k: r[0] for k, r in zip(keys, res)}, (tuple(r[1] for r in res) if compute_dx else None)
+
+        return tuple(outs), vjp
+
+    return Layer(init, apply)
+
+
+def _no_param_init(name: str):
+    def init(rng: np.random.Generator, input_shape: Any, *, dtype: DTypeLike = None) -> Params:
+        return {}
+    return init
+
+
+def FanOut(num: int) -> Layer:
+    """Copy the input into a tuple of ``num`` arrays; the VJP sums the cotangents.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> len(fl.FanOut(3).apply({}, np.ones((1, 2)))[0])
+        3
+    """
+    if not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"FanOut: num must be a positive int, got {num!r}.")
+    name = f"FanOut({num})"
+
+    def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+        _checks.no_params(name, params)
+        _checks.float_array(name, x)
+
+        def vjp(dys: Any, *, compute_dx: bool = True):
+            if not isinstance(dys, (tuple, list)) or len(dys) != num:
+                raise ValueError(f"{name}: the cotangent must be a tuple of {num} arrays.")
+            for dy in dys:
+                _checks.cotangent(name, dy, x.shape, x.dtype)
+            if not compute_dx:
+                return {}, None
+            total = dys[0].copy()
+            for dy in dys[1:]:
+                total += dy
+            return {}, total
+
+        return tuple(x.copy() for _ in range(num)), vjp
+
+    return Layer(_no_param_init(name), _checks.named(apply, name))
+
+
+def _fan_in_inputs(name: str, xs: Any) -> tuple[Array, ...]:
+    if not isinstance(xs, (tuple, list)) or len(xs) == 0:
+        raise ValueError(f"{name}: expected a non-empty tuple of arrays (e.g. from FanOut and parallel), "
+                         f"got {type(xs).__name__}.")
+    for i, x in enumerate(xs):
+        _checks.float_array(name, x, what=f"x[{i}]")
+        if x.dtype != xs[0].dtype:
+            raise TypeError(f"{name}: all inputs must share one dtype, got {xs[0].dtype} and "
+                            f"{x.dtype} (input {i}).")
+    return tuple(xs)
+
+
+def FanInSum() -> Layer:
+    """Sum a tuple of arrays of one shape; the VJP hands the cotangent to every input.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> fl.FanInSum().apply({}, (np.ones((1, 2)), np.ones((1, 2))))[0]
+        array([[2., 2.]])
+    """
+    def apply(params: Params, xs: Any, *, rng: Any = None, train: bool = False):
+        _checks.no_params("FanInSum", params)
+        xs = _fan_in_inputs("FanInSum", xs)
+        for i, x in enumerate(xs):
+            if x.shape != xs[0].shape:
+                raise ValueError(f"FanInSum: all inputs must have one shape, got {xs[0].shape} and "
+                                 f"{x.shape} (input {i}); nothing is broadcast.")
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y += x
+
+        def vjp(dy: Array, *, compute_dx: bool = True):
+            _checks.cotangent("FanInSum", dy, y.shape, y.dtype)
+            return {}, (tuple(dy.copy() for _ in xs) if compute_dx else None)
+
+        return y, vjp
+
+    return Layer(_no_param_init("FanInSum"), _checks.named(apply, "FanInSum"))
+
+
+def FanInConcat(axis: int = -1) -> Layer:
+    """Concatenate a tuple of arrays along ``axis`` (not the batch axis); the VJP splits the cotangent.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> fl.FanInConcat().apply({}, (np.ones((1, 2)), np.zeros((1, 1))))[0]
+        array([[1., 1., 0.]])
+    """
+    name = f"FanInConcat(axis={axis})"
+
+    def apply(params: Params, xs: Any, *, rng: Any = None, train: bool = False):
+        _checks.no_params(name, params)
+        xs = _fan_in_inputs(name, xs)
+        ax = axis % xs[0].ndim if xs[0].ndim else 0
+        if ax == 0:
+            raise ValueError(f"{name}: cannot concatenate along the batch axis 0.")
+        try:
+            y = np.concatenate(xs, axis=ax)
+        except ValueError as err:
+            raise ValueError(f"{name}: inputs of shapes {[x.shape for x in xs]} do not fit together "
+                             f"along axis {axis}: {err}") from None
+        cuts = np.cumsum([x.shape[ax] for x in xs])[:-1]
+
+        def vjp(dy: Array, *, compute_dx: bool = True):
+            _checks.cotangent(name, dy, y.shape, y.dtype)
+            if not compute_dx:
+                return {}, None
+            return {}, tuple(part.copy() for part in np.split(dy, cuts, axis=ax))
+
+        return y, vjp
+
+    return Layer(_no_param_init(name), _checks.named(apply, name))

@@ -1,0 +1,131 @@
+"""Activation layers: parameterless, elementwise (or along one axis), one line per rule.
+
+Each rule is a forward ``f(x) -> y`` and a backward ``df(x, y, dy) -> dx`` that closes over nothing
+else. Constants are Python floats so a float32 input stays float32 (NEP 50).
+
+Example:
+    >>> import numpy as np, fnlearn as fl
+    >>> y, vjp = fl.Relu().apply({}, np.array([[-1.0, 0.0, 2.0]]))
+    >>> y, vjp(np.ones_like(y))[1]
+    (array([[0., 0., 2.]]), array([[0., 0., 1.]]))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from numpy.typing import DTypeLike
+from scipy import special
+
+from .. import _checks
+from .._types import Array, Layer, Params, Shape
+
+Forward = Callable[[Array], Array]
+Backward = Callable[[Array, Array, Array], Array]
+
+_SQRT_2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _elementwise(name: str, forward: Forward, backward: Backward) -> Layer:
+    """A parameterless layer from a forward rule and its VJP rule."""
+
+    def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
+        _checks.input_shape(name, input_shape)
+        return {}
+
+    def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+        if params:
+            _checks.no_params(name, params)
+        _checks.float_array(name, x)
+        y = forward(x)
+
+        def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
+            _checks.cotangent(name, dy, y.shape, y.dtype)
+            return {}, (backward(x, y, dy) if compute_dx else None)
+
+        return y, vjp
+
+    return Layer(init, _checks.named(apply, name))
+
+
+def Relu() -> Layer:
+    """``max(x, 0)``; the derivative at 0 is taken as 0 (PyTorch and JAX agree)."""
+    return _elementwise("Relu", lambda x: np.maximum(x, 0.0),
+                        lambda x, y, dy: np.multiply(dy, x > 0.0))
+
+
+def LeakyRelu(negative_slope: float = 0.01) -> Layer:
+    """``x`` for ``x > 0``, else ``negative_slope * x``; derivative at 0 is ``negative_slope``."""
+    a = float(negative_slope)
+    return _elementwise(f"LeakyRelu({a})", lambda x: np.where(x > 0.0, x, x * a),
+                        lambda x, y, dy: np.where(x > 0.0, dy, dy * a))
+
+
+def Elu(alpha: float = 1.0) -> Layer:
+    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+    a = float(alpha)
+    return _elementwise(f"Elu({a})",
+                        lambda x: np.where(x > 0.0, x, np.expm1(np.minimum(x, 0.0)) * a),
+                        lambda x, y, dy: np.where(x > 0.0, dy, dy * (y + a)))
+
+
+def Sigmoid() -> Layer:
+    """The logistic function ``1 / (1 + exp(-x))`` (``scipy.special.expit``, stable)."""
+    return _elementwise("Sigmoid", special.expit, lambda x, y, dy: dy * (y * (1.0 - y)))
+
+
+def Tanh() -> Layer:
+    """The hyperbolic tangent."""
+    return _elementwise("Tanh", np.tanh, lambda x, y, dy: dy * (1.0 - y * y))
+
+
+def Softplus() -> Layer:
+    """``log(1 + exp(x))``, stable for large ``|x|``; its derivative is the sigmoid."""
+    return _elementwise("Softplus", lambda x: np.logaddexp(x, 0.0),
+                        lambda x, y, dy: dy * special.expit(x))
+
+
+def Gelu(approximate: bool = False) -> Layer:
+    """GELU ``x * Phi(x)`` with the exact normal CDF, or the tanh approximation (PyTorch's names)."""
+    if approximate:
+        return _elementwise("Gelu(approximate=True)", _gelu_tanh, _gelu_tanh_vjp)
+    return _elementwise("Gelu", lambda x: x * _phi_cdf(x),
+                        lambda x, y, dy: dy * (_phi_cdf(x) + x * np.exp(-0.5 * x * x) * _INV_SQRT_2PI))
+
+
+def _phi_cdf(x: Array) -> Array:
+    return 0.5 * (1.0 + special.erf(x / _SQRT_2))
+
+
+def _gelu_tanh(x: Array) -> Array:
+    return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
+
+
+def _gelu_tanh_vjp(x: Array, y: Array, dy: Array) -> Array:
+    t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+    du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
+def Softmax(axis: int = -1) -> Layer:
+    """``exp(x) / sum(exp(x))`` along ``axis``, computed from ``x - max(x)`` (stable)."""
+    def forward(x: Array) -> Array:
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        e /= e.sum(axis=axis, keepdims=True)
+        return e
+    return _elementwise(f"Softmax(axis={axis})", forward,
+                        lambda x, y, dy: y * (dy - (dy * y).sum(axis=axis, keepdims=True)))
+
+
+def LogSoftmax(axis: int = -1) -> Layer:
+    """``x - logsumexp(x)`` along ``axis`` (stable)."""
+    def forward(x: Array) -> Array:
+        shifted = x - x.max(axis=axis, keepdims=True)
+        shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        return shifted
+    return _elementwise(f"LogSoftmax(axis={axis})", forward,
+                        lambda x, y, dy: dy - np.exp(y) * dy.sum(axis=axis, keepdims=True))
