@@ -53,9 +53,12 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
         w = _checks.param(name, params, "w", ndim=2)
+        if w.shape[1] != out_features:
+            raise ValueError(f"{name}: expected params['w'] of shape (in, {out_features}), got "
+                             f"{w.shape}. Were these params initialised for another model?")
         b = _checks.param(name, params, "b", shape=(out_features,))
         _checks.float_array(name, x)
-        if x.ndim < 2 or x.shape[-1] != w.shape[0] or w.shape[1] != out_features:
+        if x.ndim < 2 or x.shape[-1] != w.shape[0]:
             raise ValueError(f"{name}: expected x of shape (batch, ..., {w.shape[0]}) to match "
                              f"params['w'] of shape {w.shape}, got {x.shape}. Check the input size "
                              "the model was initialised with.")
