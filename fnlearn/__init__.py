@@ -12,7 +12,7 @@ Example:
     (2, 3)
 """
 
-from . import initializers, losses, tree
+from . import data, datasets, initializers, losses, metrics, optim, tree
 from ._grad import value_and_grad
 from ._types import Layer
 from .combinators import FanInConcat, FanInSum, FanOut, eval_shape, parallel, serial
@@ -25,5 +25,5 @@ __all__ = [
     "Layer", "serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "eval_shape",
     "Dense", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Gelu", "Softplus", "Softmax",
     "LogSoftmax", "Flatten", "Identity", "Dropout",
-    "value_and_grad", "initializers", "losses", "tree",
+    "value_and_grad", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
 ]

@@ -10,6 +10,7 @@ Example:
 
 from ._idx import DatasetError, DownloadError, parse_idx, read_idx
 from ._mnist import MNIST_FILES, MNIST_MIRRORS, MNIST_SHA256, default_data_dir, mnist
+from ._synthetic import spirals
 
 __all__ = ["DatasetError", "DownloadError", "MNIST_FILES", "MNIST_MIRRORS", "MNIST_SHA256",
-           "default_data_dir", "mnist", "parse_idx", "read_idx"]
+           "default_data_dir", "mnist", "parse_idx", "read_idx", "spirals"]
