@@ -1,0 +1,214 @@
+"""Machinery shared by the checkers: calling a layer, naming the leaves of ``(params, x)``, casting.
+
+The leaves of ``params`` are named by their tree paths (``"w"``, ``"0/w"``); the input is ``"x"`` (or
+``"x/0"``, ``"x/1"`` for a tuple of inputs).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import tree
+from ._report import GradCheckError, GradCheckReport
+
+FLOAT64 = np.dtype(np.float64)
+
+
+def is_float(a: Any) -> bool:
+    return np.asarray(a).dtype.kind == "f"
+
+
+def fresh_rng(rng: Any) -> np.random.Generator | None:
+    """A new Generator in the same state every call: from a seed, a SeedSequence or a Generator."""
+    if rng is None:
+        return None
+    if isinstance(rng, np.random.Generator):
+        return copy.deepcopy(rng)
+    return np.random.default_rng(rng)
+
+
+def func_name(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return name.replace(".<locals>", "")
+
+
+def call_apply(apply: Callable[..., Any], params: Any, x: Any, rng: Any, train: bool) -> tuple[Any, Any]:
+    """``apply(params, x)``, passing ``rng`` (fresh each call) and ``train`` only when they are set."""
+    kwargs: dict[str, Any] = {}
+    if rng is not None:
+        kwargs["rng"] = fresh_rng(rng)
+    if train:
+        kwargs["train"] = True
+    out = apply(params, x, **kwargs)
+    if not (isinstance(out, tuple) and len(out) == 2 and callable(out[1])):
+        raise TypeError(f"{func_name(apply)} must return a pair (y, vjp_fn) as fnlearn layers do "
+                        f"(see fnlearn._types), got {type(out).__name__}.")
+    return out
+
+
+def accepts_compute_dx(vjp_fn: Any) -> bool:
+    try:
+        sig = inspect.signature(vjp_fn)
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "compute_dx" or p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def call_vjp(vjp_fn: Any, dy: Any, name: str, compute_dx: bool = True) -> tuple[Any, Any]:
+    out = vjp_fn(dy) if compute_dx else vjp_fn(dy, compute_dx=False)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        fail("cotangent structure", name, f"vjp_fn must return a pair (dparams, dx), got "
+             f"{type(out).__name__}")
+    return out
+
+
+def fail(check: str, name: str, summary: str, lines: tuple[tuple[str, str], ...] = (),
+         **fields: Any) -> None:
+    """Raise :class:`GradCheckError` with a report made of a sentence and some evidence lines."""
+    raise GradCheckError(GradCheckReport(check=check, name=name, passed=False, summary=summary,
+                                         lines=lines, **fields))
+
+
+def cast_tree(t: Any, dtype: Any) -> Any:
+    """``t`` with every float leaf cast to ``dtype`` (new arrays; other leaves as they are)."""
+    return tree.tree_map(lambda a: np.asarray(a, dtype=dtype) if is_float(a) else np.asarray(a), t)
+
+
+def copy_tree(t: Any) -> Any:
+    return tree.tree_map(lambda a: np.array(a, copy=True), t)
+
+
+def readonly_tree(t: Any) -> Any:
+    """A copy of ``t`` whose arrays refuse writes (an in-place update raises where it happens)."""
+    def freeze(a: Any) -> Any:
+        a = np.array(a, copy=True)
+        a.flags.writeable = False
+        return a
+    return tree.tree_map(freeze, t)
+
+
+def gaussian_like(rng: np.random.Generator, t: Any) -> Any:
+    """A tree shaped like ``t`` with standard normal entries in each leaf's dtype."""
+    return tree.tree_map(lambda a: rng.standard_normal(np.shape(a)).astype(np.asarray(a).dtype), t)
+
+
+def flat_output(y: Any) -> np.ndarray:
+    """All leaves of ``y`` raveled and joined into one float64 vector."""
+    parts = [np.asarray(a, dtype=FLOAT64).ravel() for a in tree.tree_leaves(y)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def is_tree_node(x: Any) -> bool:
+    return x is None or isinstance(x, (dict, list, tuple))
+
+
+class Primal:
+    """``(params, x)`` as a list of named leaves that can be rebuilt with some leaves replaced."""
+
+    def __init__(self, params: Any, x: Any):
+        named, self.pdef = tree.tree_flatten_with_path(params)
+        if is_tree_node(x):
+            xnamed, self.xdef = tree.tree_flatten_with_path(x)
+            xnamed = [(f"x/{p}", v) for p, v in xnamed]
+        else:
+            xnamed, self.xdef = [("x", x)], None
+        self.n_params = len(named)
+        self.paths = [p for p, _ in named + xnamed]
+        self.values = [np.asarray(v) for _, v in named + xnamed]
+
+    def build(self, values: list[np.ndarray] | None = None) -> tuple[Any, Any]:
+        values = self.values if values is None else values
+        params = tree.tree_unflatten(self.pdef, values[:self.n_params])
+        xs = values[self.n_params:]
+        return params, (xs[0] if self.xdef is None else tree.tree_unflatten(self.xdef, xs))
+
+    def replaced(self, i: int, value: np.ndarray) -> tuple[Any, Any]:
+        values = list(self.values)
+        values[i] = value
+        return self.build(values)
+
+    def cast(self, dtype: Any) -> "Primal":
+        new = copy.copy(self)
+        new.values = [v.astype(dtype) if v.dtype.kind == "f" else v for v in self.values]
+        return new
+
+    def float_indices(self) -> list[int]:
+        return [i for i, v in enumerate(self.values) if v.dtype.kind == "f"]
+
+    def described(self) -> list[tuple[str, np.ndarray]]:
+        return list(zip(self.paths, self.values))
+
+
+def _walk(primal: Any, ct: Any, path: str, out: list[tuple[str, Any, Any]], problems: list[str]) -> None:
+    if isinstance(primal, dict):
+        if not isinstance(ct, dict) or set(ct) != set(primal):
+            problems.append(f"at '{path or '<root>'}' expected a dict with keys {sorted(map(str, primal))}, "
+                            f"got {_kind(ct)}")
+            return
+        for k, v in primal.items():
+            _walk(v, ct[k], f"{path}/{k}" if path else str(k), out, problems)
+    elif isinstance(primal, (list, tuple)):
+        if not isinstance(ct, (list, tuple)) or len(ct) != len(primal):
+            problems.append(f"at '{path or '<root>'}' expected a {type(primal).__name__} of length "
+                            f"{len(primal)}, got {_kind(ct)}")
+            return
+        for i, (v, c) in enumerate(zip(primal, ct)):
+            _walk(v, c, f"{path}/{i}" if path else str(i), out, problems)
+    elif primal is not None:
+        out.append((path, primal, ct))
+
+
+def _kind(node: Any) -> str:
+    if isinstance(node, dict):
+        return f"a dict with keys {sorted(map(str, node))}"
+    if isinstance(node, (list, tuple)):
+        return f"a {type(node).__name__} of length {len(node)}"
+    return "None" if node is None else f"a {type(node).__name__}"
+
+
+def match_cotangents(primal: Primal, dparams: Any, dx: Any, *, compute_dx: bool = True,
+                     dtypes: bool = True) -> tuple[list[Any], list[str]]:
+    """The cotangent leaf for each primal leaf (in ``primal.paths`` order), and a list of problems.
+
+    A float leaf needs an array of its shape (and, with ``dtypes``, its dtype); an integer input leaf
+    needs ``None``; with ``compute_dx=False`` the whole ``dx`` must be ``None``.
+    """
+    problems: list[str] = []
+    params, x = primal.build()
+    pairs: list[tuple[str, Any, Any]] = []
+    _walk(params, dparams, "", pairs, problems)
+    if compute_dx and any(is_float(v) for v in primal.values[primal.n_params:]):
+        if primal.xdef is not None:
+            _walk(x, dx, "x", pairs, problems)
+        else:
+            pairs.append(("x", x, dx))
+    else:
+        if dx is not None:
+            why = "compute_dx=False was passed" if not compute_dx else "x is not a float array"
+            problems.append(f"dx must be None because {why}, got {_kind(dx)}")
+        pairs += [(p, v, None) for p, v in zip(primal.paths[primal.n_params:], primal.values[primal.n_params:])]
+    if problems:
+        return [], problems
+    cts = []
+    for path, p, c in pairs:
+        cts.append(c)
+        problems += _leaf_problems(path, np.asarray(p), c, path.startswith("x"), dtypes)
+    return cts, problems
+
+
+def _leaf_problems(path: str, p: np.ndarray, c: Any, is_input: bool, dtypes: bool) -> list[str]:
+    if p.dtype.kind != "f":
+        if is_input and c is not None:
+            return [f"{path} is {p.dtype} (not differentiated), so its cotangent must be None, got {_kind(c)}"]
+        return []
+    if not isinstance(c, np.ndarray):
+        return [f"{path}: expected an array of shape {p.shape} and dtype {p.dtype}, got {_kind(c)}"]
+    if c.shape != p.shape:
+        return [f"{path}: expected shape {p.shape}, got {c.shape}"]
+    if dtypes and c.dtype != p.dtype:
+        return [f"{path}: expected dtype {p.dtype} (the dtype of the primal), got {c.dtype}"]
+    return []

@@ -1,0 +1,280 @@
+"""``check_vjp``: the adjoint identity, leaf by leaf, against finite differences in float64.
+
+For each probe a Gaussian cotangent ``c`` (shaped like ``y``) gives ``g = vjp(c)``; for each leaf ``L``
+(every float parameter and ``x``) a Gaussian tangent ``t`` gives the analytic ``a = <t, g[L]>`` and the
+numeric ``n = <c, J t>``, where ``J t`` is a 5-point central difference of ``apply`` along ``t`` with
+step ``h = cbrt(eps) * max(1, rms(L))``, computed in float64 from upcast copies of ``params`` and ``x``.
+The check passes when ``|a - n| <= atol + rtol * scale + fd_noise`` with
+``scale = max(sum|t * g[L]|, sum|c * J t|)`` (the size of the terms of the two dot products) and
+``fd_noise`` the rounding floor of the finite difference. The five samples are also fitted by a
+quadratic: a poor fit means a kink or tie within the step (``NonDifferentiablePoint``, or
+``hypothesis.reject()`` inside a hypothesis test), never a gradient failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Collection, Literal
+
+import numpy as np
+
+from ._common import (FLOAT64, Primal, call_apply, call_vjp, fail, flat_output, func_name,
+                      gaussian_like, match_cotangents)
+from ._kinks import handle_kink, kink_test
+from ._report import (SETTINGS_VERSION, Drilldown, GradCheckError, GradCheckReport, LeafResult,
+                      describe_point)
+
+_DRILLDOWN_ROWS = 8
+
+
+def default_rtol(dtype: np.dtype, native_fd: bool = False) -> float:
+    """The default ``rtol`` of the adjoint check for a layer computing in ``dtype`` (GRADCHECK.md 9.3)."""
+    if np.dtype(dtype) == FLOAT64:
+        return 1e-5
+    return 2e-3 if native_fd else 1e-4
+
+
+def working_dtype(arrays: list[np.ndarray]) -> np.dtype:
+    """The lowest-precision float dtype among ``arrays`` (float64 when there is none)."""
+    floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
+    return min(floats, key=lambda d: d.itemsize) if floats else FLOAT64
+
+
+@dataclass
+class _Setup:
+    apply: Callable[..., Any]
+    name: str
+    primal: Primal           # the point as given (analytic side)
+    fd: Primal               # the point cast to fd_dtype (numeric side)
+    rng: Any
+    train: bool
+    eps_rel: float
+    fd_eps: float
+    rtol: float
+    atol: float
+    kinks: str
+
+    def output(self, i: int, value: np.ndarray) -> np.ndarray:
+        params, x = self.fd.replaced(i, value)
+        return flat_output(call_apply(self.apply, params, x, self.rng, self.train)[0])
+
+    def step(self, i: int) -> float:
+        v = self.fd.values[i]
+        return self.eps_rel * max(1.0, float(np.sqrt(np.mean(np.square(v, dtype=FLOAT64)))))
+
+
+def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Collection[str] | None = None,
+              probes: int = 2, rtol: float | None = None, atol: float = 0.0, seed: int = 0,
+              fd_dtype: Literal["float64", "native"] = "float64",
+              kinks: Literal["auto", "raise", "ignore"] = "auto", rng: Any = None, train: bool = False,
+              eps: float | None = None, drilldown: Literal["auto", "never"] = "auto",
+              drilldown_max: int = 512, name: str | None = None) -> GradCheckReport:
+    """Check ``apply``'s VJP against finite differences, one leaf of ``(params, x)`` at a time.
+
+    Args:
+        apply: ``apply(params, x, *, rng=None, train=False) -> (y, vjp_fn)`` (the layer contract).
+        params: a pytree of arrays (``{}`` for a parameterless layer).
+        x: the input: an array (or a tuple of arrays); integer inputs are not differentiated and their
+            cotangent must be ``None``.
+        wrt: leaf paths to check ("w", "0/w", "x"; a path also selects the leaves below it); default
+            every float leaf of ``params`` and ``x``.
+        probes: how many random (cotangent, tangent) pairs to try.
+        rtol, atol: tolerance ``atol + rtol * scale``; ``rtol`` defaults to 1e-5 for float64 layers
+            and 1e-4 for float32 ones (2e-3 with ``fd_dtype="native"``).
+        seed: seeds the cotangents and tangents.
+        fd_dtype: "float64" (the layer must then compute in float64 for float64 inputs) or "native".
+        kinks: "auto" rejects the example inside a hypothesis test and raises
+            :class:`NonDifferentiablePoint` elsewhere; "raise" always raises; "ignore" skips the test.
+        rng: for random layers, a seed: every call of ``apply`` gets a fresh
+            ``np.random.default_rng(rng)``, so the noise is the same each time.
+        train: passed to ``apply``.
+        eps: the relative step; default ``cbrt(finfo(fd_dtype).eps)``.
+        drilldown: "auto" compares a failing leaf entry by entry when it has at most
+            ``drilldown_max`` entries; "never" skips that.
+        name: the name used in messages (default: ``apply``'s qualified name).
+
+    Returns:
+        A passed :class:`GradCheckReport` listing every comparison.
+
+    Raises:
+        GradCheckError: a comparison failed, or the cotangents have the wrong structure, shape or dtype.
+        NonDifferentiablePoint: a kink or tie lies within the step (see ``kinks``).
+
+    Example:
+        >>> import numpy as np
+        >>> from fnlearn.testing import check_vjp
+        >>> def apply(params, x, *, rng=None, train=False):
+        ...     y = x * params["s"]
+        ...     return y, lambda dy: ({"s": (dy * x).sum(axis=0)}, dy * params["s"])
+        >>> params = {"s": np.array([1.5, -2.0])}
+        >>> check_vjp(apply, params, np.ones((3, 2))).passed
+        True
+    """
+    setup, selected = _prepare(apply, params, x, wrt=wrt, rtol=rtol, atol=atol, fd_dtype=fd_dtype,
+                               kinks=kinks, rng=rng, train=train, eps=eps, name=name)
+    y, vjp_fn = call_apply(apply, params, x, rng, train)
+    _require_finite(setup.name, y, "the output y")
+    results, probe_data = [], []
+    for k, child in enumerate(np.random.SeedSequence(seed).spawn(probes)):
+        prng = np.random.default_rng(child)
+        c = gaussian_like(prng, y)
+        cts = _cotangents(setup, vjp_fn, c)
+        tangents = {i: prng.standard_normal(setup.primal.values[i].shape) for i in selected}
+        probe_data.append((flat_output(c), cts, tangents))
+        results += [_probe_leaf(setup, i, k, tangents[i], flat_output(c), cts[i]) for i in selected]
+    settings = _settings(setup, probes, seed, fd_dtype)
+    kwargs = dict(name=setup.name, leaves=tuple(results), settings=settings,
+                  point=describe_point(setup.primal.described()))
+    failed = [r for r in results if not r.passed]
+    if not failed:
+        return GradCheckReport(check="adjoint identity", passed=True, **kwargs)
+    worst = max(failed, key=lambda r: r.factor)
+    i = setup.primal.paths.index(worst.path)
+    c, cts, tangents = probe_data[worst.probe]
+    _confirm_not_kink(setup, worst, i, tangents[i], c, cts[i])
+    table = (_drilldown(setup, i, c, cts[i])
+             if drilldown == "auto" and worst.shape and int(np.prod(worst.shape)) <= drilldown_max else None)
+    raise GradCheckError(GradCheckReport(
+        check="adjoint identity", passed=False, failure=worst, drilldown=table,
+        summary=f"VJP disagrees with finite differences w.r.t. {worst.path} "
+                f"(shape {worst.shape}, {worst.dtype})",
+        reproduce=_reproduce(worst.path, seed, probes, rtol, atol, fd_dtype, rng, train), **kwargs))
+
+
+def _prepare(apply: Callable[..., Any], params: Any, x: Any, *, wrt: Any, rtol: float | None,
+             atol: float, fd_dtype: str, kinks: str, rng: Any, train: bool, eps: float | None,
+             name: str | None) -> tuple[_Setup, list[int]]:
+    if kinks not in ("auto", "raise", "ignore"):
+        raise ValueError(f"check_vjp: kinks must be 'auto', 'raise' or 'ignore', got {kinks!r}.")
+    if fd_dtype not in ("float64", "native"):
+        raise ValueError(f"check_vjp: fd_dtype must be 'float64' or 'native', got {fd_dtype!r}.")
+    primal = Primal(params, x)
+    fd = primal.cast(FLOAT64) if fd_dtype == "float64" else primal
+    dtype = working_dtype(primal.values)
+    fd_eps = float(np.finfo(FLOAT64 if fd_dtype == "float64" else dtype).eps)
+    setup = _Setup(apply=apply, name=name or func_name(apply), primal=primal, fd=fd, rng=rng,
+                   train=train, eps_rel=eps if eps is not None else float(np.cbrt(fd_eps)),
+                   fd_eps=fd_eps, atol=float(atol), kinks=kinks,
+                   rtol=rtol if rtol is not None else default_rtol(dtype, fd_dtype == "native"))
+    return setup, select_leaves(primal, wrt, "check_vjp")
+
+
+def select_leaves(primal: Primal, wrt: Any, who: str) -> list[int]:
+    """Indices of the float leaves named by ``wrt`` (paths; a path also selects the leaves below it)."""
+    floats = primal.float_indices()
+    if wrt is None:
+        return floats
+    wanted = [wrt] if isinstance(wrt, str) else list(wrt)
+    chosen: list[int] = []
+    for w in wanted:
+        hits = [i for i, p in enumerate(primal.paths) if p == w or p.startswith(f"{w}/")]
+        if not hits:
+            raise ValueError(f"{who}: wrt names '{w}', which is not a leaf path; the leaves are "
+                             f"{primal.paths}.")
+        bad = [primal.paths[i] for i in hits if i not in floats]
+        if bad:
+            raise ValueError(f"{who}: wrt names {bad}, which are not float arrays and cannot be "
+                             "differentiated.")
+        chosen += [i for i in hits if i not in chosen]
+    return chosen
+
+
+def _require_finite(name: str, y: Any, what: str) -> None:
+    v = flat_output(y)
+    if not np.all(np.isfinite(v)):
+        fail("finite output", name, f"{what} is not finite at the given point "
+             f"({int(np.sum(~np.isfinite(v)))} of {v.size} entries are NaN or inf); finite "
+             "differences need a point where the function is finite")
+
+
+def _cotangents(setup: _Setup, vjp_fn: Any, c: Any) -> list[Any]:
+    dparams, dx = call_vjp(vjp_fn, c, setup.name)
+    cts, problems = match_cotangents(setup.primal, dparams, dx)
+    if problems:
+        fail("cotangent structure", setup.name, "the cotangents returned by vjp_fn do not match "
+             "(params, x)", tuple(("problem", p) for p in problems))
+    for path, ct in zip(setup.primal.paths, cts):
+        if ct is not None:
+            _require_finite(setup.name, ct, f"the cotangent of {path}")
+    return cts
+
+
+def _probe_leaf(setup: _Setup, i: int, probe: int, t: np.ndarray, c: np.ndarray,
+                g: np.ndarray, step: float | None = None) -> LeafResult:
+    value = setup.fd.values[i]
+    h = setup.step(i) if step is None else step
+    if setup.kinks == "ignore":
+        samples = np.stack([setup.output(i, value + s * h * t) for s in (-1, 1)])
+        jt = (samples[1] - samples[0]) / (2 * h)
+    else:
+        samples = np.stack([setup.output(i, value + s * h * t) for s in (-1, -0.5, 0.0, 0.5, 1)])
+        kink = kink_test(samples, setup.rtol, setup.fd_eps)
+        if kink is not None:
+            handle_kink(setup.kinks, setup.name, setup.primal.paths[i], h, kink, samples)
+        jt = (samples[0] - 8 * samples[1] + 8 * samples[3] - samples[4]) / (6 * h)
+    g64 = np.asarray(g, dtype=FLOAT64).ravel()
+    t = t.ravel()
+    peak = float(np.max(np.abs(samples), initial=0.0))
+    return LeafResult(
+        path=setup.primal.paths[i], shape=tuple(value.shape), dtype=str(setup.primal.values[i].dtype),
+        probe=probe, analytic=float(t @ g64), numeric=float(c @ jt), rtol=setup.rtol, atol=setup.atol,
+        scale=max(float(np.abs(t) @ np.abs(g64)), float(np.abs(c) @ np.abs(jt))),
+        fd_noise=10 * setup.fd_eps * float(np.sum(np.abs(c))) * peak / h, step=h)
+
+
+def _confirm_not_kink(setup: _Setup, worst: LeafResult, i: int, t: np.ndarray, c: np.ndarray,
+                      g: np.ndarray) -> None:
+    """Before blaming the VJP, check that the numeric side is stable when the step shrinks 8-fold.
+
+    A smooth function gives the same ``n`` at both steps (to far below the tolerance); a kink or tie
+    just inside the step does not.
+    """
+    if setup.kinks == "ignore":
+        return
+    fine = _probe_leaf(setup, i, worst.probe, t, c, g, step=worst.step / 8)
+    if abs(fine.numeric - worst.numeric) > fine.tolerance:
+        handle_kink(setup.kinks, setup.name, worst.path, worst.step, None, None,
+                    note=f"the numeric derivative changes from {worst.numeric:+.6g} to "
+                         f"{fine.numeric:+.6g} when the step shrinks from {worst.step:.2g} to "
+                         f"{fine.step:.2g}")
+
+
+def _drilldown(setup: _Setup, i: int, c: np.ndarray, g: np.ndarray) -> Drilldown:
+    """Entry-by-entry central differences of ``<c, y>`` w.r.t. leaf ``i``, against ``g``."""
+    value = setup.fd.values[i]
+    h = setup.step(i)
+    numeric = np.empty(value.size)
+    peak = 0.0
+    for j in range(value.size):
+        e = np.zeros(value.size)
+        e[j] = h
+        up, down = setup.output(i, value + e.reshape(value.shape)), setup.output(i, value - e.reshape(value.shape))
+        numeric[j] = c @ (up - down) / (2 * h)
+        peak = max(peak, float(np.max(np.abs(up), initial=0.0)))
+    analytic = np.asarray(g, dtype=FLOAT64).ravel()
+    err = np.abs(analytic - numeric)
+    tol = (setup.atol + setup.rtol * (np.maximum(np.abs(analytic), np.abs(numeric)) + np.mean(np.abs(numeric)))
+           + 10 * setup.fd_eps * float(np.sum(np.abs(c))) * peak / h)
+    bad = np.flatnonzero(err > tol)
+    order = bad[np.argsort(-err[bad])][:_DRILLDOWN_ROWS]
+    rows = tuple((tuple(int(k) for k in np.unravel_index(j, value.shape)), float(analytic[j]),
+                  float(numeric[j]), float(err[j]),
+                  float(err[j] / max(abs(analytic[j]), abs(numeric[j]), 1e-300))) for j in order)
+    return Drilldown(path=setup.primal.paths[i], size=value.size, evaluations=2 * value.size, rows=rows,
+                     bad=int(bad.size),
+                     what=f"element-wise grad of <c, y> w.r.t. {setup.primal.paths[i]} by central differences")
+
+
+def _settings(setup: _Setup, probes: int, seed: int, fd_dtype: str) -> dict[str, Any]:
+    return {"version": SETTINGS_VERSION, "probes": probes, "seed": seed, "rtol": setup.rtol,
+            "atol": setup.atol, "fd_dtype": "float64" if fd_dtype == "float64" else "native dtype",
+            "eps_rel": setup.eps_rel, "kinks": setup.kinks,
+            "fd_method": "central difference" if setup.kinks == "ignore" else "5-point central difference"}
+
+
+def _reproduce(path: str, seed: int, probes: int, rtol: float | None, atol: float, fd_dtype: str,
+               rng: Any, train: bool) -> str:
+    extra = "".join(f", {k}={v!r}" for k, v in (("rtol", rtol), ("atol", atol or None),
+                                                 ("fd_dtype", None if fd_dtype == "float64" else fd_dtype),
+                                                 ("rng", rng), ("train", train or None)) if v is not None)
+    return f"fnlearn.testing.check_vjp(apply, params, x, wrt=[{path!r}], seed={seed!r}, probes={probes}{extra})"
