@@ -1,0 +1,297 @@
+"""The optimizer contract, written down once, and the helpers every rule uses.
+
+An optimizer (a *gradient transformation*, in optax's words) is a pair of pure functions bundled as
+:class:`Optimizer`:
+
+``init(params) -> state``
+    ``state`` is a plain tree: dicts with string keys, tuples, arrays and integers. The step count
+    lives in it (``state["count"]``), so a state saves and loads by path without pickle (an integer
+    that comes back as a 0-d array works the same).
+
+``update(grads, state, params=None) -> (updates, state)``
+    ``grads`` must have the structure and leaf shapes of ``params`` (and of the trees in ``state``);
+    otherwise a :class:`fnlearn.tree.TreeMismatchError` names the first path that differs. ``updates``
+    has the structure, shapes and dtypes of ``grads``: add it to the parameters with
+    :func:`apply_updates`. Nothing is mutated: the old state stays valid.
+
+Conventions: updates are what to *add* (so a descent rule returns ``-learning_rate * direction``);
+float32 parameters give float32 state and updates, float64 stays float64 (Python-float
+hyperparameters never upcast an array).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Union
+
+import numpy as np
+
+from .. import tree as _tree
+from .._types import Params, PyTree
+
+__all__ = ["Optimizer", "GradientTransformation", "OptState", "Updates", "Schedule", "ScalarOrSchedule",
+           "apply_updates", "chain", "map_leaves"]
+
+OptState = PyTree
+"""An optimizer state: a plain tree of dicts/tuples of arrays and integers."""
+Updates = PyTree
+"""A tree with the structure of the parameters, to be added to them by :func:`apply_updates`."""
+Schedule = Callable[[int], float]
+"""A function of the step count (0 on the first update) returning a hyperparameter value."""
+ScalarOrSchedule = Union[float, Schedule]
+
+
+class Optimizer(NamedTuple):
+    """An optimizer: ``Optimizer(init, update)``; see the module docstring of ``fnlearn.optim._base``.
+
+    Example:
+        >>> import numpy as np
+        >>> from fnlearn import optim
+        >>> params = {"w": np.array([1.0, 2.0])}
+        >>> opt = optim.sgd(learning_rate=0.5)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": np.array([2.0, 2.0])}, state, params)
+        >>> optim.apply_updates(params, updates)["w"], state["count"]
+        (array([0., 1.]), 1)
+    """
+
+    init: Callable[[Params], OptState]
+    update: Callable[..., tuple[Updates, OptState]]
+
+
+GradientTransformation = Optimizer
+"""optax's name for the same pair."""
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return x.shape if type(x) is np.ndarray else np.shape(x)
+
+
+_ndarray = np.ndarray
+
+
+def _walk(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]) -> Any:
+    """Map ``f`` over the leaves of ``g`` and the matching leaves of ``rest``; raise _Mismatch if any
+    tree differs in structure, or if a leaf of the last tree in ``rest`` differs in shape.
+
+    This runs on every optimizer step, so nested dicts of arrays (the usual params) take a fast path:
+    no path strings, leaves handled inline, one shape comparison per leaf.
+    """
+    if type(g) is not dict:
+        return _walk_other(f, n_out, g, rest)
+    keys = g.keys()
+    for o in rest:
+        if type(o) is not dict or o.keys() != keys:
+            raise _Mismatch
+    if not rest:
+        out = {k: f(v) if type(v) is _ndarray else _walk(f, n_out, v, rest) for k, v in g.items()}
+    elif len(rest) == 1:
+        a, = rest
+        out = {k: _leaf1(f, v, a[k]) if type(v) is _ndarray else _walk(f, n_out, v, (a[k],))
+               for k, v in g.items()}
+    elif len(rest) == 2:
+        a, b = rest
+        out = {k: _leaf2(f, v, a[k], b[k]) if type(v) is _ndarray else _walk(f, n_out, v, (a[k], b[k]))
+               for k, v in g.items()}
+    else:
+        out = {k: _walk(f, n_out, v, tuple([o[k] for o in rest])) for k, v in g.items()}
+    if n_out == 0:
+        return out
+    return tuple([{k: t[i] for k, t in out.items()} for i in range(n_out)])
+
+
+def _leaf1(f: Callable[..., Any], g: Any, a: Any) -> Any:
+    if type(a) is not _ndarray or a.shape != g.shape:
+        _check_leaf(g, a)
+    return f(g, a)
+
+
+def _leaf2(f: Callable[..., Any], g: Any, a: Any, b: Any) -> Any:
+    if type(b) is not _ndarray or b.shape != g.shape or _is_node(a):
+        _check_leaf(g, a, b)
+    return f(g, a, b)
+
+
+def _check_leaf(g: Any, *rest: Any) -> None:
+    if any(_is_node(o) for o in rest) or _shape(rest[-1]) != _shape(g):
+        raise _Mismatch
+
+
+def _is_node(x: Any) -> bool:
+    return x is None or isinstance(x, (dict, list, tuple))
+
+
+def _walk_other(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]) -> Any:
+    if isinstance(g, dict):  # a dict subclass: same as a dict, slower
+        return _walk(f, n_out, dict(g), tuple(dict(o) if isinstance(o, dict) else o for o in rest))
+    if isinstance(g, (list, tuple)):
+        for o in rest:
+            if not isinstance(o, (list, tuple)) or len(o) != len(g):
+                raise _Mismatch
+        outs = [_walk(f, n_out, v, tuple([o[i] for o in rest])) for i, v in enumerate(g)]
+        make = list if isinstance(g, list) else tuple
+        if n_out == 0:
+            return make(outs)
+        return tuple(make(col) for col in (zip(*outs) if outs else [()] * n_out))
+    if g is None:
+        if any(o is not None for o in rest):
+            raise _Mismatch
+        return None if n_out == 0 else (None,) * n_out
+    if any(_is_node(o) for o in rest) or (rest and _shape(rest[-1]) != _shape(g)):
+        raise _Mismatch
+    return f(g, *rest)
+
+
+_FIX_GRADS = ("Pass gradients of these params (fl.value_and_grad returns them) and a state made by this "
+              "optimizer's init.")
+
+
+def _explain(name: str, got: PyTree, trees: tuple[PyTree, ...], labels: tuple[str, ...],
+             what: str = "grads", fix: str = _FIX_GRADS) -> Exception:
+    """The error for a ``got`` tree that differs from one of ``trees``, naming the first path."""
+    for expected, label in zip(trees, labels):
+        try:
+            _tree.tree_assert_same_structure(expected, got)
+        except _tree.TreeMismatchError as err:
+            return _tree.TreeMismatchError(f"{name}: {what} do not have the structure of {label}: {err} {fix}")
+        for (path, a), b in zip(_tree.tree_flatten_with_path(expected)[0], _tree.tree_leaves(got)):
+            if np.shape(a) != np.shape(b):
+                return ValueError(f"{name}: the {what} leaf at path '{path}' has shape {np.shape(b)}, but "
+                                  f"{label} has shape {np.shape(a)} there. {what.capitalize()} must have "
+                                  "exactly the shapes of the params; nothing is broadcast.")
+    return _tree.TreeMismatchError(f"{name}: {what} do not match {', '.join(labels)}.")  # pragma: no cover
+
+
+def map_leaves(name: str, f: Callable[..., Any], grads: PyTree, *trees: PyTree, params: PyTree = None,
+               labels: tuple[str, ...] = (), n_out: int = 0) -> Any:
+    """Lift a per-array rule to trees: ``f(g, *tree_leaves[, p])`` on every leaf of ``grads``.
+
+    This is how every rule in ``fnlearn.optim`` is written: the body works on one array, and this
+    function walks the trees once, checking on the way that every tree has the structure and leaf
+    shapes of ``grads``.
+
+    Args:
+        name: the caller, e.g. ``"adam.update"``, used in error messages.
+        f: the per-array rule. Called as ``f(g, *leaves)``, plus the params leaf as the last argument
+            when ``params`` is not None.
+        grads: the gradient tree; its structure is the structure of the results.
+        *trees: trees with the structure and leaf shapes of ``grads`` (e.g. Adam's moments).
+        params: the parameter tree, or None.
+        labels: a name for each tree in ``trees``, used in error messages.
+        n_out: 0 when ``f`` returns one array; otherwise ``f`` returns a tuple of ``n_out`` arrays and
+            the result is a tuple of ``n_out`` trees.
+
+    Returns:
+        A tree shaped like ``grads`` (``n_out=0``), or a tuple of ``n_out`` such trees.
+
+    Raises:
+        TreeMismatchError: naming the first path at which a tree differs from ``grads``.
+        ValueError: naming the path of a leaf whose shape differs.
+
+    Example:
+        >>> import numpy as np
+        >>> g, m = {"w": np.ones(2)}, {"w": np.zeros(2)}
+        >>> u, m = map_leaves("demo", lambda g, m: (-g, 0.9 * m + g), g, m, n_out=2)
+        >>> u["w"], m["w"]
+        (array([-1., -1.]), array([1., 1.]))
+    """
+    rest = trees if params is None else (*trees, params)
+    try:
+        return _walk(f, n_out, grads, rest)
+    except _Mismatch:
+        names = labels if len(labels) == len(trees) else tuple(f"state tree {i}" for i in range(len(trees)))
+        ordered = ((params,) if params is not None else ()) + trees
+        raise _explain(name, grads, ordered, (("params",) if params is not None else ()) + names) from None
+
+
+def _add_leaf(p: Any, u: Any) -> Any:
+    out = p + u
+    return out if out.dtype == p.dtype else out.astype(p.dtype)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Return ``params + updates``, leaf by leaf, in the dtype of each parameter.
+
+    Args:
+        params: a tree of arrays.
+        updates: a tree with the structure and leaf shapes of ``params`` (from ``update``).
+
+    Returns:
+        A new tree; ``params`` is not modified.
+
+    Raises:
+        TreeMismatchError / ValueError: naming the first path at which ``updates`` differs.
+
+    Example:
+        >>> import numpy as np
+        >>> apply_updates({"b": np.zeros(2, np.float32)}, {"b": np.array([1.0, -1.0])})["b"]
+        array([ 1., -1.], dtype=float32)
+    """
+    try:
+        return _walk(_add_leaf, 0, params, (updates,))
+    except _Mismatch:
+        raise _explain("apply_updates", updates, (params,), ("params",), what="updates",
+                       fix="Pass the updates that an optimizer's update returned for these params.") from None
+
+
+def chain(*transforms: Optimizer) -> Optimizer:
+    """Compose transformations: each one's updates are the next one's input.
+
+    Args:
+        *transforms: :class:`Optimizer` pairs, applied left to right.
+
+    Returns:
+        An :class:`Optimizer` whose state is ``{"0": state_0, "1": state_1, ...}``.
+
+    Example:
+        >>> import numpy as np
+        >>> from fnlearn import optim
+        >>> opt = optim.chain(optim.sgd(0.5), optim.sgd(0.2))
+        >>> state = opt.init({"w": np.zeros(2)})
+        >>> opt.update({"w": np.array([3.0, 4.0])}, state)[0]["w"]
+        array([0.3, 0.4])
+    """
+    for i, t in enumerate(transforms):
+        if not (isinstance(t, tuple) and len(t) == 2 and callable(t[0]) and callable(t[1])):
+            raise TypeError(f"chain: argument {i} must be an Optimizer(init, update), got "
+                            f"{type(t).__name__}. Call the constructor, e.g. optim.scale(-0.1).")
+
+    def init(params: Params) -> OptState:
+        return {str(i): t.init(params) for i, t in enumerate(transforms)}
+
+    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        if not isinstance(state, dict) or len(state) != len(transforms):
+            raise ValueError(f"chain.update: expected the state made by this chain's init (a dict with "
+                             f"{len(transforms)} entries), got {type(state).__name__}.")
+        new_state = {}
+        for i, t in enumerate(transforms):
+            grads, new_state[str(i)] = t.update(grads, state[str(i)], params)
+        return grads, new_state
+
+    return Optimizer(init, update)
+
+
+def check_hyper(fn: str, name: str, value: Any, *, low: float = 0.0, high: float = float("inf"),
+                schedule_ok: bool = False) -> Any:
+    """Validate a hyperparameter: a real number in ``[low, high]`` (or a schedule when allowed).
+
+    Returns the value as a Python float (so it never upcasts a float32 array), or the schedule.
+    """
+    if schedule_ok and callable(value):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        kind = "a number or a schedule (a function of the step count)" if schedule_ok else "a number"
+        raise TypeError(f"{fn}: {name} must be {kind}, got {value!r}.") from None
+    if not low <= number <= high:
+        raise ValueError(f"{fn}: {name} must be in [{low}, {high}], got {number}.")
+    return number
+
+
+def resolve(value: Any, count: int) -> float:
+    """The value of a hyperparameter at step ``count``: ``float(value(count))`` for a schedule."""
+    return float(value(count)) if callable(value) else value
