@@ -14,10 +14,12 @@ Example:
 
 from . import data, datasets, initializers, losses, metrics, optim, tree
 from ._grad import value_and_grad
+from ._stateful import StatefulLayer, bind_state
 from ._types import Layer
 from .combinators import FanInConcat, FanInSum, FanOut, eval_shape, parallel, serial
-from .layers import (Dense, Dropout, Elu, Flatten, Gelu, Identity, LeakyRelu, LogSoftmax, Relu,
-                     Sigmoid, Softmax, Softplus, Tanh)
+from .layers import (AvgPool2D, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Elu, Embedding,
+                     Flatten, Gelu, GlobalAvgPool, Identity, LayerNorm, LeakyRelu, LogSoftmax,
+                     MaxPool2D, Relu, Sigmoid, Softmax, Softplus, Tanh)
 
 __version__ = "0.1.0"
 
@@ -25,5 +27,7 @@ __all__ = [
     "Layer", "serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "eval_shape",
     "Dense", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Gelu", "Softplus", "Softmax",
     "LogSoftmax", "Flatten", "Identity", "Dropout",
+    "Conv2D", "ConvTranspose2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool", "LayerNorm", "BatchNorm",
+    "Embedding", "StatefulLayer", "bind_state",
     "value_and_grad", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
 ]

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _checks
+from ._stateful import State, StatefulLayer, bind_state, is_stateful
 from ._types import Array, Layer, Params, Shape, resolve_dtype
 
 __all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "eval_shape"]
@@ -114,6 +115,11 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
     ``rng`` (split with ``rng.spawn``) and ``train`` to every child. The VJP of the whole model skips the
     first child's input cotangent when called with ``compute_dx=False``.
 
+    If any child is a :class:`fnlearn.StatefulLayer` (e.g. :func:`fnlearn.BatchNorm`), the result is a
+    ``StatefulLayer`` too: ``init`` returns ``(params, state)`` with ``state`` keyed like ``params``
+    (``{}`` for stateless children) and ``apply(params, state, x, *, rng=None, train=False)`` returns
+    ``(y, new_state, vjp_fn)``. Without stateful children nothing changes.
+
     Example:
         >>> import numpy as np, fnlearn as fl
         >>> model = fl.serial(fl.Dense(4), fl.Relu(), fl.Dense(2))
@@ -127,6 +133,8 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
     """
     keys = _keys("serial", layers, names)
     pairs = list(zip(keys, layers))
+    if any(is_stateful(layer) for layer in layers):
+        return _serial_with_state(pairs)
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None,
              input_dtype: DTypeLike = None) -> Params:
@@ -166,6 +174,66 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
     return Layer(init, apply)
 
 
+def _serial_with_state(pairs: list[tuple[str, Any]]) -> StatefulLayer:
+    """``serial`` when some children are stateful: ``state`` is threaded through, keyed like params."""
+    keys = [key for key, _ in pairs]
+    stateful = [is_stateful(layer) for _, layer in pairs]
+
+    def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None,
+             input_dtype: DTypeLike = None) -> tuple[Params, State]:
+        params: dict[str, Params] = {}
+        state: dict[str, State] = {}
+        shape, in_dtype = input_shape, (resolve_dtype(dtype) if input_dtype is None else input_dtype)
+        for i, ((key, layer), child_rng) in enumerate(zip(pairs, rng.spawn(len(pairs)))):
+            try:
+                if stateful[i]:
+                    params[key], state[key] = layer.init(child_rng, shape, **_init_kwargs(dtype))
+                    child_apply = bind_state(layer, state[key]).apply
+                else:
+                    params[key], state[key] = layer.init(child_rng, shape, **_init_kwargs(dtype)), {}
+                    child_apply = layer.apply
+                shape, in_dtype = eval_shape(child_apply, params[key], shape, dtype=in_dtype)
+            except (ValueError, TypeError) as err:
+                raise _child_error("serial", i, key, layer, err) from err
+        return params, state
+
+    def apply(params: Params, state: State, x: Array, *, rng: np.random.Generator | None = None,
+              train: bool = False):
+        _check_children("serial", params, keys)
+        if type(state) is not dict or len(state) != len(keys) or any(k not in state for k in keys):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"serial: expected a state with keys {keys} (one per child layer, from "
+                             f"init), got {got}. Pass the state that init or the last step returned.")
+        rngs = rng.spawn(len(pairs)) if rng is not None else [None] * len(pairs)
+        vjps, new_state = [], {}
+        for i, (key, layer) in enumerate(pairs):
+            try:
+                if stateful[i]:
+                    x, new_state[key], vjp_i = layer.apply(params[key], state[key], x, rng=rngs[i],
+                                                           train=train)
+                else:
+                    x, vjp_i = layer.apply(params[key], x, rng=rngs[i], train=train)
+                    new_state[key] = state[key]
+            except (ValueError, TypeError) as err:
+                raise _child_error("serial", i, key, layer, err) from err
+            vjps.append(vjp_i)
+        if all(new_state[k] is state[k] for k in keys):
+            new_state = state
+
+        def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Any]:
+            grads: dict[str, Params] = {}
+            for i in range(len(pairs) - 1, -1, -1):
+                try:
+                    grads[keys[i]], dy = _checks.call_vjp(vjps[i], dy, compute_dx or i > 0)
+                except (ValueError, TypeError) as err:
+                    raise _child_error("serial", i, keys[i], pairs[i][1], err) from err
+            return {k: grads[k] for k in keys}, (dy if compute_dx else None)
+
+        return x, new_state, vjp
+
+    return StatefulLayer(init, apply)
+
+
 def parallel(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
     """Apply layer ``i`` to input ``i``: a tuple of ``n`` arrays in, a tuple of ``n`` arrays out.
 
@@ -180,6 +248,9 @@ def parallel(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
     """
     keys = _keys("parallel", layers, names)
     pairs = list(zip(keys, layers))
+    if any(is_stateful(layer) for layer in layers):
+        raise TypeError("parallel: stateful children (e.g. BatchNorm) are not supported; put them in "
+                        "a serial before FanOut or after the fan-in layer.")
 
     def init(rng: np.random.Generator, input_shape: Any, *, dtype: DTypeLike = None) -> Params:
         if not _is_multi(input_shape) or len(input_shape) != len(pairs):

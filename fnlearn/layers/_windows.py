@@ -1,0 +1,137 @@
+"""Sliding-window geometry shared by convolution and pooling (NHWC, two spatial axes).
+
+A window of ``kernel`` taps with ``dilation`` spans ``dilation * (kernel - 1) + 1`` input entries and
+moves by ``stride``. Padding is resolved once into ``((top, bottom), (left, right))``:
+
+- ``"valid"``: no padding; windows that would hang over the edge are dropped.
+- ``"same"``: the output has ``ceil(size / stride)`` entries along each axis; the padding that needs,
+  ``max((out - 1) * stride + span - size, 0)``, is split with the smaller half first (top/left), as in
+  TensorFlow and ``jax.lax`` ``"SAME"`` (for stride 1 and an odd kernel this is symmetric).
+- an int ``p`` or a pair ``(ph, pw)``: that many entries on both sides of each axis (PyTorch's
+  ``padding=p``).
+
+The output size along an axis is then ``(size + lo + hi - span) // stride + 1``.
+
+Each window tap ``(i, j)`` sees the padded input through one strided view,
+``xp[:, i*d : i*d + s*(out-1) + 1 : s, j*d : ..., :]``; the backward rules loop over the ``kh * kw``
+taps (never over positions or examples) and add the cotangents back through these views.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .._types import Array
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def pair(name: str, what: str, value: Any, *, minimum: int = 1) -> tuple[int, int]:
+    """``value`` (an int or a pair of ints, each ``>= minimum``) as a pair ``(along H, along W)``."""
+    items = (value, value) if isinstance(value, (int, np.integer)) else value
+    try:
+        a, b = items
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum
+                 for v in (a, b))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: {what} must be an int >= {minimum} or a pair of such ints "
+                         f"(along height, along width), got {value!r}.")
+    return int(a), int(b)
+
+
+def padding_spec(name: str, padding: Any) -> Any:
+    """``"valid"``, ``"same"`` or a pair of non-negative ints, checked when the layer is built."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in ("valid", "same"):
+            raise ValueError(f"{name}: padding must be 'valid', 'same', an int or a pair of ints, "
+                             f"got {padding!r}.")
+        return mode
+    return pair(name, "padding", padding, minimum=0)
+
+
+class Geometry(NamedTuple):
+    """Where the windows of one layer fall on an input of a given spatial size."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: Pads
+    out: tuple[int, int]
+
+    def taps(self) -> Iterator[tuple[int, int, tuple[slice, slice]]]:
+        """``(i, j, (rows, cols))`` for each tap: the slices of the padded input that it sees."""
+        (kh, kw), (sh, sw), (dh, dw), (oh, ow) = self.kernel, self.stride, self.dilation, self.out
+        for i in range(kh):
+            for j in range(kw):
+                yield i, j, (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                             slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+
+
+def geometry(name: str, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int], padding: Any) -> Geometry:
+    """The padding and output size for an input of spatial ``size``; a ValueError if nothing fits."""
+    pads, out = [], []
+    for n, k, s, d, p in zip(size, kernel, stride, dilation, (padding, padding) if
+                             isinstance(padding, str) else padding):
+        span = d * (k - 1) + 1
+        if p == "valid":
+            lo = hi = 0
+        elif p == "same":
+            total = max((-(-n // s) - 1) * s + span - n, 0)
+            lo, hi = total // 2, total - total // 2
+        else:
+            lo = hi = p
+        if n + lo + hi < span:
+            raise ValueError(f"{name}: the window spans {span} entries but the (padded) input has "
+                             f"only {n + lo + hi} along a spatial axis (input spatial size {size}). "
+                             "Use a smaller kernel, padding='same', or a larger input.")
+        pads.append((lo, hi))
+        out.append((n + lo + hi - span) // s + 1)
+    return Geometry(kernel, stride, dilation, (pads[0], pads[1]), (out[0], out[1]))
+
+
+def pad(x: Array, pads: Pads, value: float = 0.0) -> Array:
+    """``x`` (N, H, W, C) with ``pads`` added around H and W, filled with ``value`` (``x`` if none)."""
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    n, h, w, c = x.shape
+    xp = np.full((n, h + t + b, w + l + r, c), value, dtype=x.dtype)
+    xp[:, t:t + h, l:l + w, :] = x
+    return xp
+
+
+def crop(xp: Array, pads: Pads) -> Array:
+    """The inverse of :func:`pad`: the interior of ``xp`` (a view)."""
+    (t, b), (l, r) = pads
+    return xp[:, t:xp.shape[1] - b, l:xp.shape[2] - r, :]
+
+
+def windows(xp: Array, g: Geometry) -> Array:
+    """A read-only view ``(N, OH, OW, kh, kw, C)`` of every window of the padded input ``xp``."""
+    n, _, _, c = xp.shape
+    s_n, s_h, s_w, s_c = xp.strides
+    return as_strided(xp, (n, *g.out, *g.kernel, c),
+                      (s_n, s_h * g.stride[0], s_w * g.stride[1], s_h * g.dilation[0],
+                       s_w * g.dilation[1], s_c), writeable=False)
+
+
+def im2col(xp: Array, g: Geometry) -> Array:
+    """The windows of ``xp`` as rows: ``(N * OH * OW, kh * kw * C)``, a fresh C-contiguous array."""
+    n, c = xp.shape[0], xp.shape[3]
+    return windows(xp, g).reshape(n * g.out[0] * g.out[1], g.kernel[0] * g.kernel[1] * c)
+
+
+def col2im(cols: Array, g: Geometry, padded_shape: tuple[int, ...]) -> Array:
+    """The adjoint of :func:`im2col`: add each row of ``cols`` (N, OH, OW, kh, kw, C) back into the
+    window it came from, giving an array of ``padded_shape`` (one strided add per tap)."""
+    out = np.zeros(padded_shape, dtype=cols.dtype)
+    for i, j, (rows, cols_) in g.taps():
+        out[:, rows, cols_, :] += cols[:, :, :, i, j, :]
+    return out

@@ -1,0 +1,207 @@
+"""Two-dimensional convolution on NHWC inputs, forward and transposed.
+
+Both layers are one matrix product on windows: :func:`fnlearn.layers._windows.im2col` turns the padded
+input into rows of ``kh * kw * C`` entries and the kernel ``(kh, kw, in, out)`` becomes a
+``(kh * kw * in, out)`` matrix. The VJP reuses those rows for the kernel gradient and adds the input
+cotangent back with one strided add per kernel tap (``col2im``), so no Python loop runs over positions
+or examples. ``Conv2D`` computes a cross-correlation, as PyTorch, JAX and TensorFlow do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from .. import _checks
+from .._types import Array, Layer, Params, Shape, resolve_dtype
+from ..initializers import Initializer, lecun_normal, zeros
+from . import _windows
+
+
+def _check_nhwc(name: str, shape: Shape) -> Shape:
+    shape = _checks.input_shape(name, shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name}: input_shape must be (batch, height, width, channels) (NHWC), got "
+                         f"{shape}. Reshape images to NHWC, e.g. x.reshape(-1, 28, 28, 1).")
+    return shape
+
+
+def _kernel_params(name: str, rng: np.random.Generator, shape: tuple[int, int, int, int],
+                   dtype: DTypeLike, w_init: Initializer, b_init: Initializer) -> Params:
+    dt = resolve_dtype(dtype)
+    w_rng, b_rng = rng.spawn(2)
+    return {"w": np.asarray(w_init(w_rng, shape, dt), dtype=dt),
+            "b": np.asarray(b_init(b_rng, (shape[3],), dt), dtype=dt)}
+
+
+def _check_input(name: str, params: Params, x: Array, kernel: tuple[int, int],
+                 channels: int) -> tuple[Array, Array]:
+    w = _checks.param(name, params, "w", ndim=4)
+    b = _checks.param(name, params, "b", shape=(channels,))
+    _checks.float_array(name, x)
+    if x.ndim != 4 or w.shape[:2] != kernel or x.shape[3] != w.shape[2] or w.shape[3] != channels:
+        raise ValueError(f"{name}: expected x of shape (batch, height, width, {w.shape[2]}) (NHWC) to "
+                         f"match params['w'] of shape {w.shape}, got {x.shape}. Check the input shape "
+                         "the model was initialised with.")
+    _checks.same_dtype(name, x, w.dtype)
+    return w, b
+
+
+def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any = 1,
+           padding: Any = "valid", dilation: Any = 1, w_init: Initializer | None = None,
+           b_init: Initializer = zeros) -> Layer:
+    """A 2-D convolution (cross-correlation) over the height and width of NHWC inputs.
+
+    Args:
+        out_channels: the number of output channels.
+        kernel_size: ``k`` or ``(kh, kw)``.
+        stride: ``s`` or ``(sh, sw)``: how far the window moves.
+        padding: ``"valid"`` (none), ``"same"`` (output ``ceil(size / stride)``), an int or a pair
+            (entries added on both sides of each axis). See ``fnlearn.layers._windows``.
+        dilation: ``d`` or ``(dh, dw)``: the gap between kernel taps (1 is a dense kernel).
+        w_init: initializer of ``w`` (``(kh, kw, in, out)``); default LeCun normal (variance
+            ``1 / (kh * kw * in)``).
+        b_init: initializer of ``b`` (``(out,)``); default zeros.
+
+    Shapes: ``x`` is ``(batch, H, W, in)``; ``y`` is ``(batch, OH, OW, out)`` with
+    ``OH = (H + pad_top + pad_bottom - dh * (kh - 1) - 1) // sh + 1`` (likewise ``OW``). The forward
+    pass and the kernel gradient are one matrix product each; the input cotangent is one more plus
+    ``kh * kw`` strided adds, all skipped with ``compute_dx=False``.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> layer = fl.Conv2D(4, 3, padding="same")
+        >>> params = layer.init(np.random.default_rng(0), (-1, 8, 8, 1))
+        >>> params["w"].shape, params["b"].shape
+        ((3, 3, 1, 4), (4,))
+        >>> y, vjp = layer.apply(params, np.ones((2, 8, 8, 1), np.float32))
+        >>> y.shape, y.dtype
+        ((2, 8, 8, 4), dtype('float32'))
+        >>> dparams, dx = vjp(np.ones_like(y))
+        >>> dparams["w"].shape, dx.shape
+        ((3, 3, 1, 4), (2, 8, 8, 1))
+    """
+    if not isinstance(out_channels, (int, np.integer)) or out_channels <= 0:
+        raise ValueError(f"Conv2D: out_channels must be a positive int, got {out_channels!r}.")
+    out_channels = int(out_channels)
+    name = f"Conv2D({out_channels}, {kernel_size!r})"
+    kernel = _windows.pair(name, "kernel_size", kernel_size)
+    strides = _windows.pair(name, "stride", stride)
+    dilations = _windows.pair(name, "dilation", dilation)
+    pad_spec = _windows.padding_spec(name, padding)
+    w_init = lecun_normal() if w_init is None else w_init
+
+    def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
+        shape = _check_nhwc(name, input_shape)
+        _windows.geometry(name, shape[1:3], kernel, strides, dilations, pad_spec)
+        return _kernel_params(name, rng, (*kernel, shape[3], out_channels), dtype, w_init, b_init)
+
+    def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+        w, b = _check_input(name, params, x, kernel, out_channels)
+        g = _windows.geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
+        xp = _windows.pad(x, g.pads)
+        cols = _windows.im2col(xp, g)
+        w2 = w.reshape(-1, out_channels)
+        y2 = cols @ w2
+        y2 += b
+        y = y2.reshape(x.shape[0], *g.out, out_channels)
+
+        def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
+            _checks.cotangent(name, dy, y.shape, y.dtype)
+            dy2 = dy.reshape(-1, out_channels)
+            dparams = {"w": (cols.T @ dy2).reshape(w.shape), "b": dy2.sum(axis=0)}
+            if not compute_dx:
+                return dparams, None
+            dcols = (dy2 @ w2.T).reshape(*y.shape[:3], *kernel, x.shape[3])
+            dxp = _windows.col2im(dcols, g, xp.shape)
+            return dparams, np.ascontiguousarray(_windows.crop(dxp, g.pads))
+
+        return y, vjp
+
+    return Layer(init, _checks.named(apply, name))
+
+
+def ConvTranspose2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any = 1,
+                    padding: Any = "valid", dilation: Any = 1, w_init: Initializer | None = None,
+                    b_init: Initializer = zeros) -> Layer:
+    """The transposed 2-D convolution: the input-VJP of :func:`Conv2D`, as a layer (NHWC).
+
+    Each input entry scatters ``x[n, h, w, :] @ w[i, j].T``-style contributions into a window of the
+    output; windows overlap where ``stride < kernel``. It upsamples by ``stride``.
+
+    Args:
+        out_channels: the number of output channels.
+        kernel_size, stride, dilation: as in :func:`Conv2D`.
+        padding: ``"valid"`` (full output, ``OH = (H - 1) * sh + dh * (kh - 1) + 1``), ``"same"``
+            (``OH = H * sh``, cropping the full output as ``Conv2D``'s ``"same"`` would pad it), or an
+            int or pair ``p`` cropping ``p`` entries from both sides (PyTorch's ``padding=p``).
+        w_init: initializer of ``w`` (``(kh, kw, in, out)``, the layout of :func:`Conv2D`); default
+            LeCun normal.
+        b_init: initializer of ``b`` (``(out,)``); default zeros.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> layer = fl.ConvTranspose2D(3, 2, stride=2)
+        >>> params = layer.init(np.random.default_rng(0), (-1, 4, 4, 5))
+        >>> y, vjp = layer.apply(params, np.ones((1, 4, 4, 5), np.float32))
+        >>> y.shape, vjp(np.ones_like(y))[1].shape
+        ((1, 8, 8, 3), (1, 4, 4, 5))
+    """
+    if not isinstance(out_channels, (int, np.integer)) or out_channels <= 0:
+        raise ValueError(f"ConvTranspose2D: out_channels must be a positive int, got {out_channels!r}.")
+    out_channels = int(out_channels)
+    name = f"ConvTranspose2D({out_channels}, {kernel_size!r})"
+    kernel = _windows.pair(name, "kernel_size", kernel_size)
+    strides = _windows.pair(name, "stride", stride)
+    dilations = _windows.pair(name, "dilation", dilation)
+    pad_spec = _windows.padding_spec(name, padding)
+    w_init = lecun_normal() if w_init is None else w_init
+
+    def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
+        shape = _check_nhwc(name, input_shape)
+        _transposed_geometry(name, shape[1:3], kernel, strides, dilations, pad_spec)
+        return _kernel_params(name, rng, (*kernel, shape[3], out_channels), dtype, w_init, b_init)
+
+    def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+        w, b = _check_input(name, params, x, kernel, out_channels)
+        g, full = _transposed_geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
+        n, c_in = x.shape[0], x.shape[3]
+        x2 = x.reshape(-1, c_in)
+        w2 = w.transpose(2, 0, 1, 3).reshape(c_in, -1)  # (in, kh * kw * out)
+        cols = (x2 @ w2).reshape(n, *x.shape[1:3], *kernel, out_channels)
+        y = np.ascontiguousarray(_windows.crop(_windows.col2im(cols, g, (n, *full, out_channels)),
+                                               g.pads))
+        y += b
+
+        def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
+            _checks.cotangent(name, dy, y.shape, y.dtype)
+            dcols = _windows.im2col(_windows.pad(dy, g.pads), g)  # (N * H * W, kh * kw * out)
+            dw = (x2.T @ dcols).reshape(c_in, *kernel, out_channels).transpose(1, 2, 0, 3)
+            dparams = {"w": np.ascontiguousarray(dw), "b": dy.sum(axis=(0, 1, 2))}
+            if not compute_dx:
+                return dparams, None
+            return dparams, (dcols @ w2.T).reshape(x.shape)
+
+        return y, vjp
+
+    return Layer(init, _checks.named(apply, name))
+
+
+def _transposed_geometry(name: str, size: tuple[int, int], kernel: tuple[int, int],
+                         stride: tuple[int, int], dilation: tuple[int, int],
+                         padding: Any) -> tuple[_windows.Geometry, tuple[int, int]]:
+    """The geometry of the forward convolution whose input-VJP this layer is, and its full size."""
+    full = tuple((n - 1) * s + d * (k - 1) + 1 for n, k, s, d in zip(size, kernel, stride, dilation))
+    pads = []
+    for n, f, s, p in zip(size, full, stride, (padding, padding) if isinstance(padding, str)
+                          else padding):
+        crop = 0 if p == "valid" else max(f - n * s, 0) if p == "same" else 2 * p
+        lo = crop // 2
+        if f - crop < 1:
+            raise ValueError(f"{name}: padding {padding!r} crops the whole output (full output size "
+                             f"{full} for input spatial size {size}). Use a smaller padding.")
+        pads.append((lo, crop - lo))
+    g = _windows.Geometry(kernel, stride, dilation, (pads[0], pads[1]), size)
+    return g, (full[0], full[1])
