@@ -109,13 +109,13 @@ def is_tree_node(x: Any) -> bool:
 class Primal:
     """``(params, x)`` as a list of named leaves that can be rebuilt with some leaves replaced."""
 
-    def __init__(self, params: Any, x: Any):
+    def __init__(self, params: Any, x: Any, input_name: str = "x"):
         named, self.pdef = tree.tree_flatten_with_path(params)
         if is_tree_node(x):
             xnamed, self.xdef = tree.tree_flatten_with_path(x)
-            xnamed = [(f"x/{p}", v) for p, v in xnamed]
+            xnamed = [(f"{input_name}/{p}", v) for p, v in xnamed]
         else:
-            xnamed, self.xdef = [("x", x)], None
+            xnamed, self.xdef = [(input_name, x)], None
         self.n_params = len(named)
         self.paths = [p for p, _ in named + xnamed]
         self.values = [np.asarray(v) for _, v in named + xnamed]
@@ -143,18 +143,22 @@ class Primal:
         return list(zip(self.paths, self.values))
 
 
-def _walk(primal: Any, ct: Any, path: str, out: list[tuple[str, Any, Any]], problems: list[str]) -> None:
+Problem = tuple[str, str]
+"""``(leaf path, sentence)``: one thing wrong with a cotangent."""
+
+
+def _walk(primal: Any, ct: Any, path: str, out: list[tuple[str, Any, Any]], problems: list[Problem]) -> None:
     if isinstance(primal, dict):
         if not isinstance(ct, dict) or set(ct) != set(primal):
-            problems.append(f"at '{path or '<root>'}' expected a dict with keys {sorted(map(str, primal))}, "
-                            f"got {_kind(ct)}")
+            problems.append((path, f"at '{path or '<root>'}' expected a dict with keys "
+                                   f"{sorted(map(str, primal))}, got {_kind(ct)}"))
             return
         for k, v in primal.items():
             _walk(v, ct[k], f"{path}/{k}" if path else str(k), out, problems)
     elif isinstance(primal, (list, tuple)):
         if not isinstance(ct, (list, tuple)) or len(ct) != len(primal):
-            problems.append(f"at '{path or '<root>'}' expected a {type(primal).__name__} of length "
-                            f"{len(primal)}, got {_kind(ct)}")
+            problems.append((path, f"at '{path or '<root>'}' expected a {type(primal).__name__} of "
+                                   f"length {len(primal)}, got {_kind(ct)}"))
             return
         for i, (v, c) in enumerate(zip(primal, ct)):
             _walk(v, c, f"{path}/{i}" if path else str(i), out, problems)
@@ -171,13 +175,13 @@ def _kind(node: Any) -> str:
 
 
 def match_cotangents(primal: Primal, dparams: Any, dx: Any, *, compute_dx: bool = True,
-                     dtypes: bool = True) -> tuple[list[Any], list[str]]:
+                     dtypes: bool = True) -> tuple[list[Any], list[Problem]]:
     """The cotangent leaf for each primal leaf (in ``primal.paths`` order), and a list of problems.
 
     A float leaf needs an array of its shape (and, with ``dtypes``, its dtype); an integer input leaf
     needs ``None``; with ``compute_dx=False`` the whole ``dx`` must be ``None``.
     """
-    problems: list[str] = []
+    problems: list[Problem] = []
     params, x = primal.build()
     pairs: list[tuple[str, Any, Any]] = []
     _walk(params, dparams, "", pairs, problems)
@@ -189,7 +193,7 @@ def match_cotangents(primal: Primal, dparams: Any, dx: Any, *, compute_dx: bool 
     else:
         if dx is not None:
             why = "compute_dx=False was passed" if not compute_dx else "x is not a float array"
-            problems.append(f"dx must be None because {why}, got {_kind(dx)}")
+            problems.append(("x", f"dx must be None because {why}, got {_kind(dx)}"))
         pairs += [(p, v, None) for p, v in zip(primal.paths[primal.n_params:], primal.values[primal.n_params:])]
     if problems:
         return [], problems
@@ -200,15 +204,16 @@ def match_cotangents(primal: Primal, dparams: Any, dx: Any, *, compute_dx: bool 
     return cts, problems
 
 
-def _leaf_problems(path: str, p: np.ndarray, c: Any, is_input: bool, dtypes: bool) -> list[str]:
+def _leaf_problems(path: str, p: np.ndarray, c: Any, is_input: bool, dtypes: bool) -> list[Problem]:
     if p.dtype.kind != "f":
         if is_input and c is not None:
-            return [f"{path} is {p.dtype} (not differentiated), so its cotangent must be None, got {_kind(c)}"]
+            return [(path, f"{path} is {p.dtype} (not differentiated), so its cotangent must be None, "
+                           f"got {_kind(c)}")]
         return []
     if not isinstance(c, np.ndarray):
-        return [f"{path}: expected an array of shape {p.shape} and dtype {p.dtype}, got {_kind(c)}"]
+        return [(path, f"{path}: expected an array of shape {p.shape} and dtype {p.dtype}, got {_kind(c)}")]
     if c.shape != p.shape:
-        return [f"{path}: expected shape {p.shape}, got {c.shape}"]
+        return [(path, f"{path}: expected shape {p.shape}, got {c.shape}")]
     if dtypes and c.dtype != p.dtype:
-        return [f"{path}: expected dtype {p.dtype} (the dtype of the primal), got {c.dtype}"]
+        return [(path, f"{path}: expected dtype {p.dtype} (the dtype of the primal), got {c.dtype}")]
     return []

@@ -135,7 +135,7 @@ def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Coll
     table = (_drilldown(setup, i, c, cts[i])
              if drilldown == "auto" and worst.shape and int(np.prod(worst.shape)) <= drilldown_max else None)
     raise GradCheckError(GradCheckReport(
-        check="adjoint identity", passed=False, failure=worst, drilldown=table,
+        check="adjoint identity", passed=False, failure=worst, drilldown=table, path=worst.path,
         summary=f"VJP disagrees with finite differences w.r.t. {worst.path} "
                 f"(shape {worst.shape}, {worst.dtype})",
         reproduce=_reproduce(worst.path, seed, probes, rtol, atol, fd_dtype, rng, train), **kwargs))
@@ -192,7 +192,7 @@ def _cotangents(setup: _Setup, vjp_fn: Any, c: Any) -> list[Any]:
     cts, problems = match_cotangents(setup.primal, dparams, dx)
     if problems:
         fail("cotangent structure", setup.name, "the cotangents returned by vjp_fn do not match "
-             "(params, x)", tuple(("problem", p) for p in problems))
+             "(params, x)", tuple(("problem", text) for _, text in problems), path=problems[0][0])
     for path, ct in zip(setup.primal.paths, cts):
         if ct is not None:
             _require_finite(setup.name, ct, f"the cotangent of {path}")
@@ -239,7 +239,7 @@ def _confirm_not_kink(setup: _Setup, worst: LeafResult, i: int, t: np.ndarray, c
                          f"{fine.step:.2g}")
 
 
-def _drilldown(setup: _Setup, i: int, c: np.ndarray, g: np.ndarray) -> Drilldown:
+def _drilldown(setup: _Setup, i: int, c: np.ndarray, g: np.ndarray, what: str | None = None) -> Drilldown:
     """Entry-by-entry central differences of ``<c, y>`` w.r.t. leaf ``i``, against ``g``."""
     value = setup.fd.values[i]
     h = setup.step(i)
@@ -262,7 +262,8 @@ def _drilldown(setup: _Setup, i: int, c: np.ndarray, g: np.ndarray) -> Drilldown
                   float(err[j] / max(abs(analytic[j]), abs(numeric[j]), 1e-300))) for j in order)
     return Drilldown(path=setup.primal.paths[i], size=value.size, evaluations=2 * value.size, rows=rows,
                      bad=int(bad.size),
-                     what=f"element-wise grad of <c, y> w.r.t. {setup.primal.paths[i]} by central differences")
+                     what=what or f"element-wise grad of <c, y> w.r.t. {setup.primal.paths[i]} by "
+                                  "central differences")
 
 
 def _settings(setup: _Setup, probes: int, seed: int, fd_dtype: str) -> dict[str, Any]:

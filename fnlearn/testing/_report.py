@@ -101,6 +101,7 @@ class GradCheckReport:
         name: the function or layer that was checked.
         passed: whether the check passed.
         summary: one sentence saying what was found.
+        path: the leaf the failure is about ("w", "0/w", "x", "y", "dy"), or "".
         leaves: every comparison made (adjoint and loss checks).
         failure: the comparison that failed worst, if any.
         drilldown: the element-wise table of the failing leaf, if computed.
@@ -114,6 +115,7 @@ class GradCheckReport:
     name: str
     passed: bool
     summary: str = ""
+    path: str = ""
     leaves: tuple[LeafResult, ...] = ()
     failure: LeafResult | None = None
     drilldown: Drilldown | None = None
@@ -158,8 +160,10 @@ def _failure_lines(f: LeafResult, leaves: tuple[LeafResult, ...], settings: dict
     probes = settings.get("probes", "?")
     fd = settings.get("fd_method", "5-point central difference")
     rows = [
-        f"  {'check':<11} a = <t, vjp(c)[{f.path}]>  vs  n = <c, J.t>   (probe {f.probe + 1}/{probes})",
-        f"  {'analytic':<11} a = {f.analytic:+.8g}   (from your vjp_fn, {f.dtype}, accumulated in float64)",
+        f"  {'check':<11} " + settings.get("formula", "a = <t, vjp(c)[{path}]>  vs  n = <c, J.t>").format(
+            path=f.path) + f"   (probe {f.probe + 1}/{probes})",
+        f"  {'analytic':<11} a = {f.analytic:+.8g}   (from your {settings.get('source', 'vjp_fn')}, "
+        f"{f.dtype}, accumulated in float64)",
         f"  {'numeric':<11} n = {f.numeric:+.8g}   ({fd} in {settings.get('fd_dtype', 'float64')}, "
         f"h = {f.step:.2g})",
         f"  {'|a - n|':<11} {f.error:.2e}  >  tol = {f.tolerance:.2e}   [rtol {f.rtol:.1e} x scale "
