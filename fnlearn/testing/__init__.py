@@ -18,11 +18,12 @@ Example:
 """
 
 from ._gradcheck import check_vjp
+from ._layer import PROPERTIES, check_layer
 from ._loss import TaylorResult, check_loss_grad, taylor_test
 from ._report import (Drilldown, GradCheckError, GradCheckReport, LayerReport, LeafResult,
                       NonDifferentiablePoint)
 
 __all__ = [
-    "check_vjp", "check_loss_grad", "taylor_test", "TaylorResult", "GradCheckError", "NonDifferentiablePoint", "GradCheckReport", "LayerReport",
+    "check_vjp", "check_loss_grad", "check_layer", "PROPERTIES", "taylor_test", "TaylorResult", "GradCheckError", "NonDifferentiablePoint", "GradCheckReport", "LayerReport",
     "LeafResult", "Drilldown",
 ]

@@ -194,14 +194,13 @@ def match_cotangents(primal: Primal, dparams: Any, dx: Any, *, compute_dx: bool 
         if dx is not None:
             why = "compute_dx=False was passed" if not compute_dx else "x is not a float array"
             problems.append(("x", f"dx must be None because {why}, got {_kind(dx)}"))
-        pairs += [(p, v, None) for p, v in zip(primal.paths[primal.n_params:], primal.values[primal.n_params:])]
     if problems:
         return [], problems
     cts = []
     for path, p, c in pairs:
         cts.append(c)
-        problems += _leaf_problems(path, np.asarray(p), c, path.startswith("x"), dtypes)
-    return cts, problems
+        problems += _leaf_problems(path, np.asarray(p), c, len(cts) > primal.n_params, dtypes)
+    return cts + [None] * (len(primal.paths) - len(cts)), problems
 
 
 def _leaf_problems(path: str, p: np.ndarray, c: Any, is_input: bool, dtypes: bool) -> list[Problem]:
