@@ -128,6 +128,47 @@ def test_training_state_round_trip_and_rng_continues(tmp_path):
     np.testing.assert_array_equal(rng_a.random(5), rng_b.random(5))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: np.random.default_rng(3),
+    lambda: np.random.default_rng([1, 2**80]),
+    lambda: np.random.default_rng(3).spawn(3)[2],
+    lambda: np.random.Generator(np.random.MT19937(4)),
+    lambda: np.random.Generator(np.random.Philox(5)),
+    lambda: np.random.Generator(np.random.SFC64(6)),
+])
+def test_generator_state_resumes_draws_and_spawns_exactly(tmp_path, make):
+    rng = make()
+    rng.random(3)
+    rng.spawn(2)
+    path = saved({"rng": checkpoint.generator_state(rng)}, tmp_path)
+    twin = checkpoint.generator_from_state(checkpoint.load(path)["rng"])
+    np.testing.assert_array_equal(rng.random(4), twin.random(4))
+    for a, b in zip(rng.spawn(2), twin.spawn(2)):
+        np.testing.assert_array_equal(a.integers(0, 2**62, 3), b.integers(0, 2**62, 3))
+
+
+def test_bit_generator_state_alone_does_not_reproduce_spawned_children():
+    """Why generator_state exists: fl.serial hands layers rng.spawn(n) children."""
+    rng = np.random.default_rng(0)
+    other = np.random.default_rng(1)
+    other.bit_generator.state = rng.bit_generator.state
+    assert rng.random() == other.random()
+    assert rng.spawn(1)[0].random() != other.spawn(1)[0].random()
+
+
+@pytest.mark.parametrize("state", [{}, {"bit_generator": "os.system", "state": {}, "seed_seq": None},
+                                   {"bit_generator": "PCG64", "state": {"x": 1}, "seed_seq": None},
+                                   {"bit_generator": "PCG64", "state": {}, "seed_seq": {"entropy": 1}}])
+def test_generator_from_a_malformed_state_is_refused(state):
+    with pytest.raises(CheckpointError, match="generator_from_state"):
+        checkpoint.generator_from_state(state)
+
+
+def test_generator_state_needs_a_generator():
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        checkpoint.generator_state(np.random.RandomState(0))
+
+
 def test_loaded_arrays_are_writable_and_independent(tmp_path):
     path = saved({"w": np.ones(3)}, tmp_path)
     w = checkpoint.load(path)["w"]
@@ -441,3 +482,79 @@ def test_malformed_tree_nodes_are_refused(tmp_path, node, needle):
     path = with_manifest(tmp_path / "bad.npz", manifest, arrays)
     with pytest.raises(CheckpointError, match=needle):
         checkpoint.load(path)
+
+
+# ------------------------------------------------------------------------------- exact resume
+
+RESUME_SCRIPT = '''
+"""Train a small MLP with sgd+momentum, dropout and shuffled batches; resume from a checkpoint."""
+import sys
+import numpy as np
+import fnlearn as fl
+from fnlearn import checkpoint
+
+MODEL = fl.serial(fl.Dense(16), fl.Relu(), fl.Dropout(0.25), fl.Dense(3))
+OPT = fl.optim.sgd(0.05, momentum=0.9, weight_decay=1e-3)
+GRAD = fl.value_and_grad(MODEL.apply, fl.losses.softmax_cross_entropy)
+DATA = np.random.default_rng(123)
+X = DATA.normal(size=(50, 4)).astype(np.float32)
+Y = DATA.integers(0, 3, size=50)
+
+
+def fresh():
+    rng = np.random.default_rng(7)
+    params = MODEL.init(rng, (-1, 4))
+    return {"params": params, "opt": OPT.init(params), "step": 0,
+            "rng": checkpoint.generator_state(rng), "batches": []}
+
+
+def train(state, steps):
+    """``steps`` more steps; each epoch reshuffles, each step draws dropout masks from the same rng."""
+    rng = checkpoint.generator_from_state(state["rng"])
+    params, opt, step, seen = state["params"], state["opt"], state["step"], list(state["batches"])
+    for _ in range(steps):
+        idx = rng.choice(len(X), size=8, replace=False)
+        loss, grads = GRAD(params, X[idx], Y[idx], rng=rng)
+        updates, opt = OPT.update(grads, opt, params)
+        params = fl.optim.apply_updates(params, updates)
+        step += 1
+        seen.append(int(idx.sum()))
+    return {"params": params, "opt": opt, "step": step, "rng": checkpoint.generator_state(rng),
+            "batches": seen}
+
+
+if __name__ == "__main__":
+    src, steps, dst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    state = checkpoint.load(src, like=None)
+    template = fresh()
+    template["batches"] = state["batches"]
+    state = checkpoint.load(src, like=template)  # validates paths, shapes and dtypes
+    checkpoint.save(dst, train(state, steps))
+'''
+
+
+def test_resume_in_a_new_process_is_bit_identical(tmp_path):
+    import runpy
+    import subprocess
+    import sys
+
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME_SCRIPT)
+    run = runpy.run_path(str(script), run_name="resume_module")
+    n, m = 7, 6
+    first = run["train"](run["fresh"](), n)
+    checkpoint.save(tmp_path / "after_n.npz", first)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(checkpoint.__file__)))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    subprocess.run([sys.executable, str(script), str(tmp_path / "after_n.npz"), str(m),
+                    str(tmp_path / "resumed.npz")], check=True, env=env, timeout=300)
+    resumed = checkpoint.load(tmp_path / "resumed.npz")
+    straight = run["train"](run["fresh"](), n + m)
+    assert resumed["step"] == straight["step"] == n + m
+    assert resumed["batches"] == straight["batches"]
+    assert_identical(resumed, straight)
+    # and the run really trained: the parameters moved and the momentum buffers are non-zero
+    start = run["fresh"]()
+    assert not np.array_equal(straight["params"]["0"]["w"], start["params"]["0"]["w"])
+    assert np.abs(straight["opt"]["momentum"]["3"]["w"]).sum() > 0

@@ -13,12 +13,16 @@ foreign, truncated or corrupted file raises :class:`CheckpointError` instead of 
 tree. Writes are atomic: a temporary file in the same directory is flushed, fsynced and renamed over
 ``path``, so a crash mid-write leaves the previous checkpoint intact.
 
+To resume a run exactly, save a random generator with :func:`generator_state` (not only
+``rng.bit_generator.state``: ``rng.spawn``, which ``fl.serial`` uses, also depends on the generator's
+seed sequence) and rebuild it with :func:`generator_from_state`.
+
 Example:
     >>> import os, tempfile, numpy as np
     >>> from fnlearn import checkpoint
     >>> rng = np.random.default_rng(0)
     >>> state = {"params": {"0": {"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)}},
-    ...          "step": 10, "rng": rng.bit_generator.state}
+    ...          "step": 10, "rng": checkpoint.generator_state(rng)}
     >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
     >>> checkpoint.save(path, state, metadata={"epoch": 1})
     >>> restored = checkpoint.load(path, like=state)
@@ -44,8 +48,10 @@ from .._types import PyTree
 from . import _archive, _manifest, _template
 from ._archive import PathLike
 from ._errors import CheckpointError
+from ._rng import generator_from_state, generator_state
 
-__all__ = ["CheckpointError", "save", "load", "load_metadata", "FORMAT", "VERSION"]
+__all__ = ["CheckpointError", "save", "load", "load_metadata", "generator_state",
+           "generator_from_state", "FORMAT", "VERSION"]
 
 FORMAT = "fnlearn.checkpoint"
 VERSION = 1
