@@ -2,15 +2,46 @@
 
 ``opt = sgd(0.1, momentum=0.9)``; ``state = opt.init(params)``;
 ``updates, state = opt.update(grads, state, params)``; ``params = apply_updates(params, updates)``.
-See ``docs/optim.md`` for the formula and conventions of every rule.
+Named rules follow ``torch.optim``'s formulas; names follow optax. See ``docs/optim.md`` for the
+formula and conventions of every rule and for how to write a new one.
+
+Example:
+    >>> import numpy as np
+    >>> from fnlearn import optim
+    >>> opt = optim.chain(optim.clip_by_global_norm(1.0), optim.adam(1e-2))
+    >>> params = {"w": np.zeros(3, np.float32)}
+    >>> state = opt.init(params)
+    >>> updates, state = opt.update({"w": np.ones(3, np.float32)}, state, params)
+    >>> optim.apply_updates(params, updates)["w"]
+    array([-0.01, -0.01, -0.01], dtype=float32)
 """
 
-from ._alias import sgd
+from ._alias import adadelta, adagrad, adam, adamax, adamw, amsgrad, lamb, lion, nadam, rmsprop, sgd
 from ._base import (GradientTransformation, Optimizer, OptState, ScalarOrSchedule, Schedule, Updates,
-                    apply_updates, chain, map_leaves)
+                    apply_updates, chain, map_leaves, named_chain)
+from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
+                        scale_by_nadam, scale_by_rms, scale_by_rss, scale_by_stddev)
+from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_decay, join_schedules,
+                         linear_schedule, piecewise_constant_schedule, polynomial_schedule,
+                         warmup_cosine_decay_schedule)
+from ._transforms import (add_decayed_weights, clip, clip_by_global_norm, identity, scale, scale_by_learning_rate,
+                          scale_by_schedule, scale_by_trust_ratio, set_to_zero, trace)
+from ._wrappers import MultiSteps, apply_if_finite, inject_hyperparams, masked, partition
 
 __all__ = [
+    # the contract
     "Optimizer", "GradientTransformation", "OptState", "Updates", "Schedule", "ScalarOrSchedule",
-    "apply_updates", "chain", "map_leaves",
-    "sgd",
+    "apply_updates", "chain", "named_chain", "map_leaves",
+    # named rules
+    "sgd", "adam", "adamw", "amsgrad", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "lamb",
+    # building blocks
+    "identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_by_schedule", "trace",
+    "add_decayed_weights", "clip", "clip_by_global_norm", "scale_by_trust_ratio",
+    "scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_nadam", "scale_by_rms",
+    "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion",
+    # wrappers
+    "masked", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
+    # schedules
+    "constant_schedule", "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule", "exponential_decay", "piecewise_constant_schedule", "join_schedules",
 ]

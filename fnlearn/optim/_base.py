@@ -295,3 +295,38 @@ def check_hyper(fn: str, name: str, value: Any, *, low: float = 0.0, high: float
 def resolve(value: Any, count: int) -> float:
     """The value of a hyperparameter at step ``count``: ``float(value(count))`` for a schedule."""
     return float(value(count)) if callable(value) else value
+
+
+def named_chain(*transforms: tuple[str, Optimizer]) -> Optimizer:
+    """Like :func:`chain`, with the state keyed by the given names instead of ``"0"``, ``"1"``, ...
+
+    Args:
+        *transforms: ``(name, Optimizer)`` pairs, applied left to right; names must be distinct.
+
+    Returns:
+        An :class:`Optimizer` whose state is ``{name: state, ...}``.
+
+    Example:
+        >>> import numpy as np
+        >>> from fnlearn import optim
+        >>> opt = named_chain(("trace", optim.trace(0.9)), ("lr", optim.scale_by_learning_rate(0.1)))
+        >>> sorted(opt.init({"w": np.zeros(2)}))
+        ['lr', 'trace']
+    """
+    names = [name for name, _ in transforms]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"named_chain: the names must be distinct strings, got {names}.")
+    inner = chain(*(t for _, t in transforms))
+
+    def init(params: Params) -> OptState:
+        return dict(zip(names, inner.init(params).values()))
+
+    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        if not isinstance(state, dict) or state.keys() != set(names):
+            raise ValueError(f"named_chain.update: expected the state made by this chain's init (a dict "
+                             f"with keys {names}), got {type(state).__name__}"
+                             f"{' with keys ' + str(list(state)) if isinstance(state, dict) else ''}.")
+        updates, new = inner.update(grads, {str(i): state[n] for i, n in enumerate(names)}, params)
+        return updates, dict(zip(names, new.values()))
+
+    return Optimizer(init, update)

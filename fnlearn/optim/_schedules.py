@@ -1,0 +1,193 @@
+"""Schedules: functions of the step count (0 on the first update) returning a Python float.
+
+Semantics follow optax's schedules of the same names. Pass one anywhere a rule takes a
+``learning_rate`` (or to :func:`inject_hyperparams` for any hyperparameter).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from ._base import Schedule
+
+__all__ = ["constant_schedule", "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
+           "warmup_cosine_decay_schedule", "exponential_decay", "piecewise_constant_schedule",
+           "join_schedules"]
+
+
+def _number(fn: str, name: str, value: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {name} must be a number, got {value!r}.") from None
+
+
+def _steps(fn: str, name: str, value: int, *, positive: bool = True) -> int:
+    if isinstance(value, bool) or int(value) != value or (value <= 0 if positive else value < 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{fn}: {name} must be {kind} integer, got {value!r}.")
+    return int(value)
+
+
+def constant_schedule(value: float) -> Schedule:
+    """``value`` at every step.
+
+    Example:
+        >>> constant_schedule(0.1)(1000)
+        0.1
+    """
+    value = _number("constant_schedule", "value", value)
+    return lambda count: value
+
+
+def polynomial_schedule(init_value: float, end_value: float, power: float, transition_steps: int,
+                        transition_begin: int = 0) -> Schedule:
+    """From ``init_value`` to ``end_value`` over ``transition_steps`` steps after ``transition_begin``:
+    ``end + (init - end) * (1 - s / transition_steps)**power`` with ``s`` clipped to the transition.
+
+    Example:
+        >>> polynomial_schedule(1.0, 0.0, power=2, transition_steps=4)(2)
+        0.25
+    """
+    init = _number("polynomial_schedule", "init_value", init_value)
+    end = _number("polynomial_schedule", "end_value", end_value)
+    steps = _steps("polynomial_schedule", "transition_steps", transition_steps)
+    begin = _steps("polynomial_schedule", "transition_begin", transition_begin, positive=False)
+
+    def schedule(count: int) -> float:
+        s = min(max(count - begin, 0), steps)
+        return end + (init - end) * (1.0 - s / steps) ** power
+
+    return schedule
+
+
+def linear_schedule(init_value: float, end_value: float, transition_steps: int,
+                    transition_begin: int = 0) -> Schedule:
+    """Linear from ``init_value`` to ``end_value`` over ``transition_steps`` steps, then constant.
+
+    Example:
+        >>> s = linear_schedule(0.0, 1.0, transition_steps=4)
+        >>> [s(c) for c in (0, 1, 4, 10)]
+        [0.0, 0.25, 1.0, 1.0]
+    """
+    return polynomial_schedule(init_value, end_value, 1, transition_steps, transition_begin)
+
+
+def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.0,
+                          exponent: float = 1.0) -> Schedule:
+    """Cosine decay: ``init * ((1 - alpha) * c**exponent + alpha)`` with
+    ``c = (1 + cos(pi * min(count, decay_steps) / decay_steps)) / 2``; ends at ``alpha * init_value``.
+
+    Example:
+        >>> s = cosine_decay_schedule(1.0, decay_steps=10, alpha=0.1)
+        >>> [round(s(c), 4) for c in (0, 5, 10, 20)]
+        [1.0, 0.55, 0.1, 0.1]
+    """
+    init = _number("cosine_decay_schedule", "init_value", init_value)
+    steps = _steps("cosine_decay_schedule", "decay_steps", decay_steps)
+    alpha = _number("cosine_decay_schedule", "alpha", alpha)
+
+    def schedule(count: int) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(count, steps) / steps))
+        return init * ((1.0 - alpha) * cosine ** exponent + alpha)
+
+    return schedule
+
+
+def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_steps: int, decay_steps: int,
+                                 end_value: float = 0.0, exponent: float = 1.0) -> Schedule:
+    """Linear warmup from ``init_value`` to ``peak_value`` over ``warmup_steps``, then cosine decay to
+    ``end_value``; ``decay_steps`` counts the warmup too (optax's convention).
+
+    Example:
+        >>> s = warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=2, decay_steps=6)
+        >>> [round(s(c), 3) for c in (0, 1, 2, 4, 6, 9)]
+        [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+    """
+    peak = _number("warmup_cosine_decay_schedule", "peak_value", peak_value)
+    warmup = _steps("warmup_cosine_decay_schedule", "warmup_steps", warmup_steps, positive=False)
+    total = _steps("warmup_cosine_decay_schedule", "decay_steps", decay_steps)
+    if total <= warmup:
+        raise ValueError(f"warmup_cosine_decay_schedule: decay_steps ({total}) includes the warmup and must "
+                         f"be larger than warmup_steps ({warmup}).")
+    alpha = 0.0 if peak == 0.0 else _number("warmup_cosine_decay_schedule", "end_value", end_value) / peak
+    decay = cosine_decay_schedule(peak, total - warmup, alpha=alpha, exponent=exponent)
+    if warmup == 0:
+        return decay
+    return join_schedules([linear_schedule(init_value, peak, warmup), decay], [warmup])
+
+
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float, transition_begin: int = 0,
+                      staircase: bool = False, end_value: float | None = None) -> Schedule:
+    """``init * decay_rate**(s / transition_steps)`` with ``s = count - transition_begin`` (``init`` while
+    ``s <= 0``); ``staircase`` floors the exponent; ``end_value`` bounds the result.
+
+    Example:
+        >>> s = exponential_decay(1.0, transition_steps=2, decay_rate=0.5, staircase=True)
+        >>> [s(c) for c in (0, 1, 2, 3, 4)]
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+    init = _number("exponential_decay", "init_value", init_value)
+    steps = _steps("exponential_decay", "transition_steps", transition_steps)
+    rate = _number("exponential_decay", "decay_rate", decay_rate)
+    begin = _steps("exponential_decay", "transition_begin", transition_begin, positive=False)
+
+    def schedule(count: int) -> float:
+        s = count - begin
+        if s <= 0:
+            return init
+        p = s // steps if staircase else s / steps
+        value = init * rate ** p
+        if end_value is not None:
+            value = max(value, end_value) if rate < 1.0 else min(value, end_value)
+        return value
+
+    return schedule
+
+
+def piecewise_constant_schedule(init_value: float, boundaries_and_scales: dict[int, float] | None = None
+                                ) -> Schedule:
+    """``init_value`` times every scale whose boundary has been reached (``count >= boundary``).
+
+    Example:
+        >>> s = piecewise_constant_schedule(1.0, {2: 0.5, 4: 0.1})
+        >>> [s(c) for c in (0, 2, 3, 4)]
+        [1.0, 0.5, 0.5, 0.05]
+    """
+    init = _number("piecewise_constant_schedule", "init_value", init_value)
+    pairs = sorted((_steps("piecewise_constant_schedule", "a boundary", b, positive=False), float(s))
+                   for b, s in (boundaries_and_scales or {}).items())
+
+    def schedule(count: int) -> float:
+        value = init
+        for boundary, factor in pairs:
+            if count >= boundary:
+                value *= factor
+        return value
+
+    return schedule
+
+
+def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """Run ``schedules[i]`` between ``boundaries[i-1]`` and ``boundaries[i]``; each later schedule is
+    called with the steps since its boundary (``count - boundary``).
+
+    Example:
+        >>> s = join_schedules([constant_schedule(1.0), linear_schedule(1.0, 0.0, 2)], [3])
+        >>> [s(c) for c in (0, 2, 3, 4, 5)]
+        [1.0, 1.0, 1.0, 0.5, 0.0]
+    """
+    if len(schedules) != len(boundaries) + 1:
+        raise ValueError(f"join_schedules: needs one more schedule than boundaries, got {len(schedules)} "
+                         f"schedules and {len(boundaries)} boundaries.")
+    bounds = [_steps("join_schedules", "a boundary", b, positive=False) for b in boundaries]
+
+    def schedule(count: int) -> float:
+        value, start = schedules[0], 0
+        for boundary, nxt in zip(bounds, schedules[1:]):
+            if count >= boundary:
+                value, start = nxt, boundary
+        return float(value(count - start))
+
+    return schedule
