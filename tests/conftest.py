@@ -4,14 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "ci", derandomize=True, database=None, deadline=None, print_blob=True, max_examples=50,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("dev", max_examples=20, deadline=None)
-settings.register_profile("nightly", max_examples=1000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+from fnlearn.testing.strategies import register_profiles
+
+# Profiles ci (derandomized, no database, no deadline), dev and nightly; loads HYPOTHESIS_PROFILE,
+# else "ci" when CI is set, else "dev".
+register_profiles(load=True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"

@@ -348,6 +348,6 @@ def register_profiles(*, load: bool = True, profile: str | None = None) -> str |
         settings.register_profile(name, **options)
     if not load:
         return None
-    name = profile or os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+    name = profile or os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
     settings.load_profile(name)
     return name
