@@ -77,27 +77,42 @@ def MaxPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any
         x = _pool_input(name, params, x)
         g = _windows.geometry(name, x.shape[1:3], kernel, strides, (1, 1), pad_spec)
         xp = _windows.pad(x, g.pads, value=-np.inf)
-        y, winner = None, np.zeros((x.shape[0], *g.out, x.shape[3]), dtype=np.intp)
-        for i, j, view in g.taps():
-            if y is None:
-                y = xp[:, view[0], view[1], :].copy()
-                continue
-            better = xp[:, view[0], view[1], :] > y  # strict: the first maximum keeps the window
-            np.copyto(y, xp[:, view[0], view[1], :], where=better)
-            winner[better] = i * kernel[1] + j
+        taps = [view for _, _, view in g.taps()]
+        y, winner = _max_and_first_winner(xp, taps)
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
             _checks.cotangent(name, dy, y.shape, y.dtype)
             if not compute_dx:
                 return {}, None
             dxp = np.zeros(xp.shape, dtype=x.dtype)
-            for i, j, view in g.taps():
-                dxp[:, view[0], view[1], :] += np.where(winner == i * kernel[1] + j, dy, 0.0)
+            for k, (rows, cols) in enumerate(taps):
+                dxp[:, rows, cols, :] += dy * (winner == k)
             return {}, np.ascontiguousarray(_windows.crop(dxp, g.pads))
 
         return y, vjp
 
     return Layer(init, _checks.named(apply, name))
+
+
+def _max_and_first_winner(xp: Array, taps: list[tuple[slice, slice]]) -> tuple[Array, Array]:
+    """The window maxima and, per output entry, the index of the first tap that attains it.
+
+    Elementwise passes over whole tap views (masked copies and boolean indexing are several times
+    slower): the maximum first, then each tap claims the entries it ties with and no earlier tap did.
+    """
+    y = xp[:, taps[0][0], taps[0][1], :].copy()
+    for rows, cols in taps[1:]:
+        np.maximum(y, xp[:, rows, cols, :], out=y)
+    winner = np.zeros(y.shape, dtype=np.uint8 if len(taps) <= 256 else np.intp)
+    claimed = np.zeros(y.shape, dtype=bool)
+    for k, (rows, cols) in enumerate(taps[:-1]):
+        hit = np.equal(xp[:, rows, cols, :], y)
+        hit &= ~claimed
+        if k:
+            winner += hit * winner.dtype.type(k)
+        claimed |= hit
+    winner += ~claimed * winner.dtype.type(len(taps) - 1)
+    return y, winner
 
 
 def AvgPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any = "valid") -> Layer:
