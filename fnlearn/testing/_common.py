@@ -150,8 +150,10 @@ Problem = tuple[str, str]
 def _walk(primal: Any, ct: Any, path: str, out: list[tuple[str, Any, Any]], problems: list[Problem]) -> None:
     if isinstance(primal, dict):
         if not isinstance(ct, dict) or set(ct) != set(primal):
-            problems.append((path, f"at '{path or '<root>'}' expected a dict with keys "
-                                   f"{sorted(map(str, primal))}, got {_kind(ct)}"))
+            odd = sorted(map(str, set(primal) ^ set(ct))) if isinstance(ct, dict) else []
+            where = f"{path}/{odd[0]}" if path and odd else (odd[0] if odd else path)
+            problems.append((where, f"at '{path or '<root>'}' expected a dict with keys "
+                                    f"{sorted(map(str, primal))}, got {_kind(ct)}"))
             return
         for k, v in primal.items():
             _walk(v, ct[k], f"{path}/{k}" if path else str(k), out, problems)

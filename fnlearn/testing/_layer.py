@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any, Callable, Collection
 
@@ -88,6 +89,11 @@ def check_layer(layer: Any, input_shape: Any = None, *, params: Any = None, x: A
             results.append((prop, "skipped", reason))
             continue
         status, detail, error = _run_property(runners[prop], case, prop)
+        if status == "failed" and not detail.reproduce:
+            detail = dataclasses.replace(detail, reproduce=f"fnlearn.testing.check_layer(layer, "
+                                         f"input_shape, params=params, x=x, properties=[{prop!r}], "
+                                         f"seed={seed!r}" + (f", rng={rng!r}, train={train!r}" if rng is not None
+                                                              or train else "") + ")")
         results.append((prop, status, detail))
         cause = cause or error
     report = LayerReport(name=case.name, results=tuple(results))

@@ -80,10 +80,12 @@ def compare(check: str, case: Case, got: dict[str, np.ndarray], want: dict[str, 
             continue
         if not np.all(err <= tol):
             j = np.unravel_index(int(np.nanargmax(np.where(np.isnan(err), np.inf, err))), w.shape)
+            bad = int(np.sum(~(err <= tol)))
             fail(check, case.name, summary, (
-                ("leaf", f"{path} {w.shape} {w.dtype}"),
-                ("worst", f"at {tuple(int(i) for i in j)}: {g[j]!r} vs {w[j]!r} (|diff| {err[j]:.2e} "
-                          f"> tol {tol:.2e}{'' if exact else f' = {rtol:.0e} x max|leaf|'})")), path=path)
+                ("leaf", f"{path} {w.shape} {w.dtype}; {bad} of {w.size} entries differ"),
+                ("worst", f"at {tuple(int(i) for i in j)}: got {float(g[j]):+.8g}, expected "
+                          f"{float(w[j]):+.8g} (|diff| {err[j]:.2e} > tol {tol:.2e}"
+                          f"{'' if exact else f' = {rtol:.0e} x max|leaf|'})")), path=path)
 
 
 def floats_in(t: Any) -> Iterator[np.ndarray]:
@@ -206,7 +208,9 @@ def mutation(case: Case) -> GradCheckReport:
              "entries); build a new dict instead", path="params")
     for path, old in before.items():
         if not np.array_equal(after[path], old, equal_nan=True):
-            fail("mutation", case.name, f"the layer writes into {path} in place", path=path)
+            fail("mutation", case.name, f"the layer writes into {path} in place",
+                 (("fix", "compute into new arrays (y = x * m, not x *= m; dy = dy / 2, not dy /= 2)"),),
+                 path=path)
     try:
         _run(case, readonly_tree(params), readonly_tree(x), readonly_tree(dy_w))
     except ValueError as err:
