@@ -94,10 +94,19 @@ def _groups(arrays: list[Array]) -> dict[np.dtype, list[int]]:
     return groups
 
 
-def _pack(arrays: list[Array], idx: list[int], dtype: np.dtype, extra: int = 0) -> Array:
+def _pack(arrays: list[Array], idx: list[int], dtype: np.dtype, extra: int = 0,
+          scale: float = 1.0) -> Array:
+    """A new buffer holding ``scale *`` the leaves ``idx`` one after the other, then ``extra`` entries."""
     n = sum(arrays[i].size for i in idx)
     buf = np.empty(n + extra, dtype)
-    np.concatenate([arrays[i].reshape(-1) for i in idx], out=buf[:n])
+    offset = 0
+    for i in idx:
+        part = buf[offset:offset + arrays[i].size]
+        if scale == 1.0:
+            part[...] = arrays[i].reshape(-1)
+        else:
+            np.multiply(arrays[i].reshape(-1), scale, out=part)
+        offset += arrays[i].size
     return buf
 
 
@@ -198,10 +207,8 @@ def allreduce_mean(tree: PyTree, *, weight: float = 1.0, comm: Comm | None = Non
     structure = zlib.crc32(repr(flat.specs).encode())
     out: list[Any] = [None] * len(flat.arrays)
     for dtype, idx in _groups(flat.arrays).items():
-        buf = _pack(flat.arrays, idx, dtype, extra=2)
+        buf = _pack(flat.arrays, idx, dtype, extra=2, scale=w)
         body = buf[:-2]
-        if w != 1.0:
-            body *= w
         tag = structure % _TAG_RANGE[dtype] + 1
         buf[-2:] = (w, tag)
         comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
