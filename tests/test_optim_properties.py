@@ -1,0 +1,208 @@
+"""Hypothesis properties over a registry of every optimizer: structure, dtypes, composition, masks,
+gradient accumulation, and convergence on a random convex quadratic and on Rosenbrock."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fnlearn import optim
+from fnlearn.tree import tree_leaves, tree_map, tree_structure
+
+# name -> factory. Every public rule, some non-default options, and the wrappers around a rule.
+REGISTRY = {
+    "sgd": lambda: optim.sgd(0.1),
+    "sgd_momentum": lambda: optim.sgd(0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
+    "sgd_nesterov": lambda: optim.sgd(optim.linear_schedule(0.1, 0.01, 5), momentum=0.9, nesterov=True),
+    "adam": lambda: optim.adam(0.01, weight_decay=0.01),
+    "adamw": lambda: optim.adamw(0.01),
+    "amsgrad": lambda: optim.amsgrad(0.01),
+    "adamax": lambda: optim.adamax(0.01),
+    "nadam": lambda: optim.nadam(0.01),
+    "rmsprop": lambda: optim.rmsprop(0.01),
+    "rmsprop_centered_momentum": lambda: optim.rmsprop(0.01, centered=True, momentum=0.9),
+    "adagrad": lambda: optim.adagrad(0.1),
+    "adadelta": lambda: optim.adadelta(),
+    "lion": lambda: optim.lion(0.01),
+    "lamb": lambda: optim.lamb(0.01, weight_decay=0.01),
+    "chain_clip_adam": lambda: optim.chain(optim.clip_by_global_norm(1.0), optim.clip(0.5), optim.adam(0.01)),
+    "masked_trace": lambda: optim.masked(optim.trace(0.9), lambda p: tree_map(lambda x: x.ndim > 1, p)),
+    "partition": lambda: optim.partition({"a": optim.adam(0.01), "b": optim.set_to_zero()},
+                                         lambda p: tree_map(lambda x: "a" if x.ndim > 1 else "b", p)),
+    "inject_adam": lambda: optim.inject_hyperparams(optim.adam)(optim.cosine_decay_schedule(0.01, 10)),
+    "apply_if_finite": lambda: optim.apply_if_finite(optim.sgd(0.1, momentum=0.5), 2),
+    "multisteps": lambda: optim.MultiSteps(optim.adam(0.01), every_k_schedule=2),
+    "schedule_trust_ratio": lambda: optim.chain(optim.scale_by_trust_ratio(),
+                                                optim.scale_by_schedule(lambda c: -0.1 / (1 + c))),
+}
+
+
+@st.composite
+def param_trees(draw):
+    """A params-like tree: layers "0", "1", ... of {"w": (m, n), "b": (n,)}, sometimes an empty layer."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    sizes = draw(st.lists(st.integers(1, 4), min_size=2, max_size=4))
+    params = {}
+    for i, (m, n) in enumerate(zip(sizes, sizes[1:])):
+        params[str(i)] = {"w": rng.normal(size=(m, n)).astype(dtype), "b": rng.normal(size=n).astype(dtype)}
+    if draw(st.booleans()):
+        params["act"] = {}
+    grads = [tree_map(lambda x: rng.normal(size=x.shape).astype(dtype), params) for _ in range(3)]
+    return params, grads
+
+
+def _run(opt, params, grads):
+    state0 = opt.init(params)
+    state, all_updates = state0, []
+    for g in grads:
+        updates, state = opt.update(g, state, params)
+        params = optim.apply_updates(params, updates)
+        all_updates.append(updates)
+    return state0, state, all_updates, params
+
+
+def _shapes_dtypes(tree):
+    return [(np.shape(x), getattr(x, "dtype", type(x))) for x in tree_leaves(tree)]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@given(data=param_trees())
+def test_structure_and_dtype_are_preserved(name, data):
+    params, grads = data
+    state0, state, all_updates, new_params = _run(REGISTRY[name](), params, grads)
+    assert tree_structure(state) == tree_structure(state0)
+    assert [s for s, _ in _shapes_dtypes(state)] == [s for s, _ in _shapes_dtypes(state0)]
+    for updates in all_updates:
+        assert tree_structure(updates) == tree_structure(params)
+        assert _shapes_dtypes(updates) == _shapes_dtypes(params)
+    assert _shapes_dtypes(new_params) == _shapes_dtypes(params)
+    dtype = tree_leaves(params)[0].dtype
+    assert all(x.dtype == dtype for x in tree_leaves(state) if isinstance(x, np.ndarray)), \
+        f"{name}: state arrays must have the params' dtype {dtype}"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@given(data=param_trees())
+def test_chain_of_one_equals_the_transform(name, data):
+    params, grads = data
+    _, _, ours, _ = _run(REGISTRY[name](), params, grads)
+    _, _, chained, _ = _run(optim.chain(REGISTRY[name]()), params, grads)
+    for a, b in zip(tree_leaves(ours), tree_leaves(chained)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "adam", "lamb", "rmsprop_centered_momentum", "lion"])
+@given(data=param_trees(), bits=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_masked_leaves_are_untouched(name, data, bits):
+    params, grads = data
+    flags = iter(bits * 2)
+    mask = tree_map(lambda x: next(flags), params)
+    _, _, all_updates, _ = _run(optim.masked(REGISTRY[name](), mask), params, grads)
+    for updates, g in zip(all_updates, grads):
+        for u, gg, m in zip(tree_leaves(updates), tree_leaves(g), tree_leaves(mask)):
+            if not m:
+                np.testing.assert_array_equal(u, gg)
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "adam", "nadam", "adadelta", "lamb", "chain_clip_adam"])
+@given(data=param_trees(), k=st.integers(1, 4))
+def test_multisteps_k_steps_of_g_equal_one_step_of_g(name, data, k):
+    params, grads = data
+    g = grads[0]
+    opt = optim.MultiSteps(REGISTRY[name](), every_k_schedule=k)
+    state = opt.init(params)
+    for i in range(k):
+        updates, state = opt.update(g, state, params)
+        if i < k - 1:
+            assert not any(u.any() for u in tree_leaves(updates))
+    inner = REGISTRY[name]()
+    want, _ = inner.update(g, inner.init(params), params)
+    for a, b in zip(tree_leaves(updates), tree_leaves(want)):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- convergence -------------------------------------------------------------------------------------
+
+def _cd(lr, steps):
+    return optim.cosine_decay_schedule(lr, steps)
+
+
+# rule -> a factory of the number of steps, with sensible hyperparameters for the problem.
+QUADRATIC = {
+    "sgd": lambda n: optim.sgd(0.05),
+    "sgd_nesterov": lambda n: optim.sgd(0.02, momentum=0.9, nesterov=True),
+    "adam": lambda n: optim.adam(_cd(0.1, n)),
+    "adamw": lambda n: optim.adamw(_cd(0.1, n), weight_decay=0.0),
+    "amsgrad": lambda n: optim.amsgrad(_cd(0.1, n)),
+    "adamax": lambda n: optim.adamax(_cd(0.1, n), b2=0.99),
+    "nadam": lambda n: optim.nadam(_cd(0.1, n)),
+    "rmsprop": lambda n: optim.rmsprop(_cd(0.02, n), momentum=0.5),
+    "adagrad": lambda n: optim.adagrad(0.5),
+    "adadelta": lambda n: optim.adadelta(_cd(10.0, n), rho=0.9, eps=1e-4),
+    "lion": lambda n: optim.lion(_cd(0.05, n), weight_decay=0.0),
+    "lamb": lambda n: optim.lamb(_cd(0.05, n)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUADRATIC))
+@settings(max_examples=10)  # 400 steps per example; the problems, not edge cases, are what varies
+@given(seed=st.integers(0, 2 ** 32 - 1), dim=st.integers(2, 6))
+def test_converges_on_a_random_convex_quadratic(name, seed, dim):
+    """f(x) = x.A.x/2 - b.x with eigenvalues of A in [1, 10]; the minimiser is A^-1 b."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    a = q @ np.diag(rng.uniform(1.0, 10.0, dim)) @ q.T
+    b = rng.normal(size=dim)
+    x_star = np.linalg.solve(a, b)
+    steps = 400
+    opt = QUADRATIC[name](steps)
+    params = {"x": x_star + rng.normal(size=dim)}
+    state = opt.init(params)
+    for _ in range(steps):
+        updates, state = opt.update({"x": a @ params["x"] - b}, state, params)
+        params = optim.apply_updates(params, updates)
+    assert np.linalg.norm(params["x"] - x_star) < 0.05
+
+
+def _rosenbrock_grad(p):
+    x, y = p["x"], p["y"]
+    return {"x": -2.0 * (1.0 - x) - 400.0 * x * (y - x * x), "y": 200.0 * (y - x * x)}
+
+
+# Rosenbrock (a=1, b=100) is hard for accumulating rules (Adagrad, AMSGrad): they get more steps.
+ROSENBROCK = {
+    "sgd": (lambda n: optim.sgd(_cd(1e-3, n), momentum=0.9), 3000),
+    "sgd_nesterov": (lambda n: optim.sgd(_cd(5e-4, n), momentum=0.9, nesterov=True), 4000),
+    "adam": (lambda n: optim.adam(_cd(0.02, n), b2=0.99), 3000),
+    "adamw": (lambda n: optim.adamw(_cd(0.02, n), b2=0.99, weight_decay=0.0), 3000),
+    "amsgrad": (lambda n: optim.amsgrad(_cd(0.1, n)), 10000),
+    "adamax": (lambda n: optim.adamax(_cd(0.02, n), b2=0.99), 3000),
+    "nadam": (lambda n: optim.nadam(_cd(0.02, n), b2=0.99), 3000),
+    "rmsprop": (lambda n: optim.rmsprop(_cd(0.01, n), momentum=0.9), 3000),
+    "adagrad": (lambda n: optim.adagrad(0.5), 20000),
+    "adadelta": (lambda n: optim.adadelta(_cd(2.0, n), rho=0.95), 4000),
+    "lion": (lambda n: optim.lion(_cd(0.01, n), weight_decay=0.0), 3000),
+    "lamb": (lambda n: optim.lamb(_cd(0.05, n)), 3000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROSENBROCK))
+@settings(max_examples=2)  # each example is 32 starts x thousands of steps; the starts are the randomness
+@given(seed=st.integers(0, 2 ** 32 - 1))
+def test_converges_on_rosenbrock_from_32_random_starts(name, seed):
+    """Elementwise rules treat the 32 (x, y) pairs as 32 independent Rosenbrock problems in one run."""
+    rng = np.random.default_rng(seed)
+    params = {"x": rng.uniform(-1.5, 1.5, 32), "y": rng.uniform(-0.5, 2.0, 32)}
+    factory, steps = ROSENBROCK[name]
+    opt = factory(steps)
+    state = opt.init(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow is a failure, not a warning
+        for _ in range(steps):
+            updates, state = opt.update(_rosenbrock_grad(params), state, params)
+            params = optim.apply_updates(params, updates)
+    distance = np.hypot(params["x"] - 1.0, params["y"] - 1.0)
+    assert distance.max() < 0.1, f"{name}: {np.sum(distance >= 0.1)} of 32 starts did not reach (1, 1)"
