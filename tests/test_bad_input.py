@@ -442,6 +442,26 @@ def test_a_nan_input_is_reported_by_check_finite_with_the_parameter_path(row, co
     debug.check_finite(MODEL_PARAMS, "params")  # the params themselves are fine
 
 
+@pytest.mark.parametrize("tree, path", [
+    ({"a": np.full(4, 3e38, np.float32)}, None),               # finite values whose sum overflows
+    ({"a": np.arange(3), "b": np.array([True]), "s": "PCG64", "n": 10**30}, None),
+    ({"a": [1.0, float("nan")]}, "a/1"),
+    ({"a": np.ones(2), "b": {"c": np.array([1j, complex(np.inf, 0)])}}, "b/c"),
+    ({"x": np.float32(-np.inf)}, "x"),
+    (np.array([np.nan]), ""),
+    ({"a": np.zeros((0, 3))}, None),
+])
+def test_find_nonfinite_finds_the_first_bad_leaf_only(tree, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert debug.find_nonfinite(tree) == path
+        if path is None:
+            debug.check_finite(tree)
+        else:
+            with pytest.raises(debug.NonFiniteError, match="non-finite loss"):
+                debug.check_finite(tree, "loss")
+
+
 @pytest.mark.parametrize("call", [
     lambda: fl.value_and_grad(None, fl.losses.mse)(MODEL_PARAMS, X, Y),
     lambda: fl.value_and_grad(MODEL.apply, "mse")(MODEL_PARAMS, X, Y),
