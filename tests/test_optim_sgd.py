@@ -156,6 +156,18 @@ def test_bad_hyperparameters_raise_sentences():
         opt.update(_params(), opt.init(_params()))
 
 
-def test_apply_updates_casts_to_param_dtype():
-    out = optim.apply_updates({"w": np.ones(2, np.float32)}, {"w": np.ones(2, np.float64)})
-    assert out["w"].dtype == np.float32
+def test_other_dtypes_are_refused_not_cast():
+    params = {"0": {"w": np.ones(2, np.float32)}}
+    with pytest.raises(TypeError, match="apply_updates: the updates leaf at path '0/w' has dtype float64"):
+        optim.apply_updates(params, {"0": {"w": np.ones(2, np.float64)}})
+    opt = optim.sgd(0.1, momentum=0.9)
+    for dtype in (np.float64, np.int64, bool, np.complex64):
+        with pytest.raises(TypeError, match=f"sgd.update: the grads leaf at path '0/w' has dtype {np.dtype(dtype)}"):
+            opt.update({"0": {"w": np.ones(2, dtype)}}, opt.init(params), params)
+
+
+@pytest.mark.parametrize("state", [None, {"count": 0}, {"momentum": {"w": np.zeros(2)}}, ({"count": 0},)])
+def test_a_state_from_another_optimizer_is_refused(state):
+    opt = optim.sgd(0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="sgd.update: the state was not made by this optimizer's init"):
+        opt.update({"w": np.ones(2)}, state, {"w": np.ones(2)})

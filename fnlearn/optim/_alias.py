@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, map_leaves, named_chain,
-                    resolve)
+from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_state, map_leaves,
+                    named_chain, resolve)
 from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
                         scale_by_nadam, scale_by_rms, scale_by_rss, scale_by_stddev)
 from ._transforms import add_decayed_weights, scale_by_learning_rate, scale_by_trust_ratio, trace
@@ -61,6 +61,8 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0, nesterov: bool =
         raise ValueError(f"sgd: nesterov=True needs momentum > 0 and dampening == 0 (as in torch), got "
                          f"momentum={mom} and dampening={damp}.")
 
+    keys = frozenset({"count", "momentum"} if mom else {"count"})
+
     def init(params: Params) -> OptState:
         if not mom:
             return {"count": 0}
@@ -69,6 +71,7 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0, nesterov: bool =
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
         if wd and params is None:
             raise ValueError("sgd.update: weight_decay > 0 needs the params: call update(grads, state, params).")
+        check_state("sgd.update", state, keys)
         count = int(state["count"])
         neg_lr = -resolve(lr, count)
         if not mom:

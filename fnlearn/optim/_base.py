@@ -29,7 +29,7 @@ from .. import tree as _tree
 from .._types import Params, PyTree
 
 __all__ = ["Optimizer", "GradientTransformation", "OptState", "Updates", "Schedule", "ScalarOrSchedule",
-           "apply_updates", "chain", "map_leaves"]
+           "apply_updates", "chain", "named_chain", "map_leaves"]
 
 OptState = PyTree
 """An optimizer state: a plain tree of dicts/tuples of arrays and integers."""
@@ -104,19 +104,28 @@ def _walk(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]) -> A
 
 
 def _leaf1(f: Callable[..., Any], g: Any, a: Any) -> Any:
-    if type(a) is not _ndarray or a.shape != g.shape:
+    if type(a) is not _ndarray or a.shape != g.shape or a.dtype != g.dtype:
         _check_leaf(g, a)
     return f(g, a)
 
 
 def _leaf2(f: Callable[..., Any], g: Any, a: Any, b: Any) -> Any:
-    if type(b) is not _ndarray or b.shape != g.shape or _is_node(a):
+    if (type(a) is not _ndarray or type(b) is not _ndarray or a.shape != g.shape or b.shape != g.shape
+            or a.dtype != g.dtype or b.dtype != g.dtype):
         _check_leaf(g, a, b)
     return f(g, a, b)
 
 
+def _dtype(x: Any) -> np.dtype:
+    return x.dtype if type(x) is np.ndarray else np.result_type(x)
+
+
 def _check_leaf(g: Any, *rest: Any) -> None:
-    if any(_is_node(o) for o in rest) or _shape(rest[-1]) != _shape(g):
+    """Raise _Mismatch unless every leaf in ``rest`` is a leaf with the shape and dtype of ``g``."""
+    if _is_node(g) or any(_is_node(o) for o in rest):
+        raise _Mismatch
+    shape, dtype = _shape(g), _dtype(g)
+    if any(_shape(o) != shape or _dtype(o) != dtype for o in rest):
         raise _Mismatch
 
 
@@ -140,8 +149,7 @@ def _walk_other(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]
         if any(o is not None for o in rest):
             raise _Mismatch
         return None if n_out == 0 else (None,) * n_out
-    if any(_is_node(o) for o in rest) or (rest and _shape(rest[-1]) != _shape(g)):
-        raise _Mismatch
+    _check_leaf(g, *rest)
     return f(g, *rest)
 
 
@@ -162,6 +170,11 @@ def _explain(name: str, got: PyTree, trees: tuple[PyTree, ...], labels: tuple[st
                 return ValueError(f"{name}: the {what} leaf at path '{path}' has shape {np.shape(b)}, but "
                                   f"{label} has shape {np.shape(a)} there. {what.capitalize()} must have "
                                   "exactly the shapes of the params; nothing is broadcast.")
+            if _dtype(a) != _dtype(b):
+                return TypeError(f"{name}: the {what} leaf at path '{path}' has dtype {_dtype(b)}, but "
+                                 f"{label} has dtype {_dtype(a)} there. {what.capitalize()} must have the "
+                                 f"params' dtype: cast them (e.g. g.astype(np.{_dtype(a)})), or create the "
+                                 "params in the dtype you want.")
     return _tree.TreeMismatchError(f"{name}: {what} do not match {', '.join(labels)}.")  # pragma: no cover
 
 
@@ -208,26 +221,26 @@ def map_leaves(name: str, f: Callable[..., Any], grads: PyTree, *trees: PyTree, 
 
 
 def _add_leaf(p: Any, u: Any) -> Any:
-    out = p + u
-    return out if out.dtype == p.dtype else out.astype(p.dtype)
+    return p + u
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
-    """Return ``params + updates``, leaf by leaf, in the dtype of each parameter.
+    """Return ``params + updates``, leaf by leaf: one addition per leaf.
 
     Args:
         params: a tree of arrays.
-        updates: a tree with the structure and leaf shapes of ``params`` (from ``update``).
+        updates: a tree with the structure, leaf shapes and dtypes of ``params`` (from ``update``).
 
     Returns:
         A new tree; ``params`` is not modified.
 
     Raises:
-        TreeMismatchError / ValueError: naming the first path at which ``updates`` differs.
+        TreeMismatchError / ValueError / TypeError: naming the first path at which ``updates`` differs
+            in structure, shape or dtype (nothing is broadcast or cast silently).
 
     Example:
         >>> import numpy as np
-        >>> apply_updates({"b": np.zeros(2, np.float32)}, {"b": np.array([1.0, -1.0])})["b"]
+        >>> apply_updates({"b": np.zeros(2, np.float32)}, {"b": np.array([1.0, -1.0], np.float32)})["b"]
         array([ 1., -1.], dtype=float32)
     """
     try:
@@ -330,3 +343,12 @@ def named_chain(*transforms: tuple[str, Optimizer]) -> Optimizer:
         return updates, dict(zip(names, new.values()))
 
     return Optimizer(init, update)
+
+
+def check_state(name: str, state: Any, keys: frozenset[str]) -> None:
+    """Raise a ValueError unless ``state`` is a dict with exactly ``keys`` (a state made by this init)."""
+    if type(state) is not dict or state.keys() != keys:
+        got = f"a dict with keys {sorted(map(str, state))}" if isinstance(state, dict) else repr(type(state).__name__)
+        raise ValueError(f"{name}: the state was not made by this optimizer's init: expected a dict with "
+                         f"keys {sorted(keys)}, got {got}. Pass the state that init (or the previous "
+                         "update) returned for this optimizer.")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import Optimizer, OptState, Updates, check_hyper, map_leaves
+from ._base import Optimizer, OptState, Updates, check_hyper, check_state, map_leaves
 
 __all__ = ["scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_nadam", "scale_by_rms",
            "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion"]
@@ -52,7 +52,10 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     b1, b2, eps = _moments("scale_by_adam", b1, b2, eps)
     eps_root = check_hyper("scale_by_adam", "eps_root", eps_root)
 
+    state_keys = frozenset({"count", "mu", "nu"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_adam.update", state, state_keys)
         count = int(state["count"]) + 1
         c1, c2 = 1.0 - b1 ** count, 1.0 - b2 ** count
 
@@ -92,7 +95,10 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_
     b1, b2, eps = _moments("scale_by_amsgrad", b1, b2, eps)
     eps_root = check_hyper("scale_by_amsgrad", "eps_root", eps_root)
 
+    state_keys = frozenset({"count", "mu", "nu", "nu_max"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_amsgrad.update", state, state_keys)
         count = int(state["count"]) + 1
         c1, c2 = 1.0 - b1 ** count, 1.0 - b2 ** count
 
@@ -125,7 +131,10 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Op
     """
     b1, b2, eps = _moments("scale_by_adamax", b1, b2, eps)
 
+    state_keys = frozenset({"count", "mu", "nu"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_adamax.update", state, state_keys)
         count = int(state["count"]) + 1
         c1 = 1.0 - b1 ** count
 
@@ -165,7 +174,10 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     b1, b2, eps = _moments("scale_by_nadam", b1, b2, eps)
     decay = check_hyper("scale_by_nadam", "momentum_decay", momentum_decay)
 
+    state_keys = frozenset({"count", "mu_product", "mu", "nu"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_nadam.update", state, state_keys)
         count = int(state["count"]) + 1
         c2 = 1.0 - b2 ** count
         mu_t = b1 * (1.0 - 0.5 * 0.96 ** (count * decay))
@@ -207,7 +219,10 @@ def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 
         v = _ema(v, g * g, decay)
         return g / _root(v.copy(), 0.0, eps), v
 
+    state_keys = frozenset({"nu"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_rms.update", state, state_keys)
         u, nu = map_leaves("scale_by_rms.update", leaf, grads, state["nu"], params=params,
                            labels=("state['nu']",), n_out=2)
         return u, {"nu": nu}
@@ -235,7 +250,10 @@ def scale_by_stddev(decay: float = 0.99, eps: float = 1e-8, initial_scale: float
         m, v = _ema(m, g, decay), _ema(v, g * g, decay)
         return g / _root(v - m * m, 0.0, eps), m, v
 
+    state_keys = frozenset({"mu", "nu"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_stddev.update", state, state_keys)
         u, mu, nu = map_leaves("scale_by_stddev.update", leaf, grads, state["mu"], state["nu"],
                                params=params, labels=("state['mu']", "state['nu']"), n_out=3)
         return u, {"mu": mu, "nu": nu}
@@ -263,7 +281,10 @@ def scale_by_rss(initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> 
         s = s + g * g
         return g / _root(s.copy(), 0.0, eps), s
 
+    state_keys = frozenset({"sum_of_squares"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_rss.update", state, state_keys)
         u, sums = map_leaves("scale_by_rss.update", leaf, grads, state["sum_of_squares"], params=params,
                              labels=("state['sum_of_squares']",), n_out=2)
         return u, {"sum_of_squares": sums}
@@ -293,7 +314,10 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Optimizer:
         u *= g
         return u, e_g, _ema(e_x, u * u, rho)
 
+    state_keys = frozenset({"e_g", "e_x"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_adadelta.update", state, state_keys)
         u, e_g, e_x = map_leaves("scale_by_adadelta.update", leaf, grads, state["e_g"], state["e_x"],
                                  params=params, labels=("state['e_g']", "state['e_x']"), n_out=3)
         return u, {"e_g": e_g, "e_x": e_x}
@@ -320,7 +344,10 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> Optimizer:
     def leaf(g: Any, m: Any, p: Any = None) -> tuple[Any, Any]:
         return np.sign(_ema(m, g, b1)), _ema(m, g, b2)
 
+    state_keys = frozenset({"mu"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("scale_by_lion.update", state, state_keys)
         u, mu = map_leaves("scale_by_lion.update", leaf, grads, state["mu"], params=params,
                            labels=("state['mu']",), n_out=2)
         return u, {"mu": mu}

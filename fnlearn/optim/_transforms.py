@@ -12,7 +12,8 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, map_leaves, resolve)
+from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_state, map_leaves,
+                    resolve)
 
 __all__ = ["identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_by_schedule", "trace",
            "add_decayed_weights", "clip", "clip_by_global_norm", "scale_by_trust_ratio"]
@@ -23,7 +24,10 @@ def _stateless(name: str, rule: Any, *, needs_params: bool = False) -> Optimizer
     def init(params: Params) -> OptState:
         return {}
 
+    state_keys = frozenset()
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state(f"{name}.update", state, state_keys)
         if needs_params and params is None:
             raise ValueError(f"{name}.update needs the params: call update(grads, state, params).")
         return map_leaves(f"{name}.update", rule, grads, params=params), state
@@ -106,7 +110,10 @@ def _counted_scale(name: str, value: ScalarOrSchedule, sign: float) -> Optimizer
     def init(params: Params) -> OptState:
         return {"count": 0}
 
+    state_keys = frozenset({"count"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state(f"{name}.update", state, state_keys)
         count = int(state["count"])
         factor = sign * resolve(value, count)
         return map_leaves(f"{name}.update", lambda g, p=None: g * factor, grads, params=params), \
@@ -146,7 +153,10 @@ def trace(decay: float, nesterov: bool = False) -> Optimizer:
     def init(params: Params) -> OptState:
         return {"trace": _tree.tree_zeros_like(params)}
 
+    state_keys = frozenset({"trace"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("trace.update", state, state_keys)
         u, t = map_leaves("trace.update", leaf, grads, state["trace"], params=params,
                           labels=("state['trace']",), n_out=2)
         return u, {"trace": t}
@@ -218,7 +228,10 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     def init(params: Params) -> OptState:
         return {}
 
+    state_keys = frozenset()
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("clip_by_global_norm.update", state, state_keys)
         norm = _tree.tree_global_norm(grads)
         factor = 1.0 if norm <= bound else bound / norm
         return map_leaves("clip_by_global_norm.update", lambda g, p=None: g * factor, grads,

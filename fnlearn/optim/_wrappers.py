@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params, PyTree
-from ._base import Optimizer, OptState, Updates, check_hyper, resolve
+from ._base import Optimizer, OptState, Updates, check_hyper, check_state, resolve
 
 __all__ = ["masked", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite"]
 
@@ -79,7 +79,10 @@ def masked(inner: Optimizer, mask: Any) -> Optimizer:
     def init(params: Params) -> OptState:
         return {"inner": inner.init(_select(params, _full("masked", mask, params), bool))}
 
+    state_keys = frozenset({"inner"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("masked.update", state, state_keys)
         flags = _full("masked", mask, grads)
         u, s = inner.update(_select(grads, flags, bool), state["inner"], _select(params, flags, bool))
         flags = _tree.tree_map(bool, flags)
@@ -125,7 +128,10 @@ def partition(transforms: dict[str, Optimizer], param_labels: Any) -> Optimizer:
         labels = labels_of(params)
         return {k: t.init(_select(params, labels, lambda f, k=k: f == k)) for k, t in transforms.items()}
 
+    state_keys = frozenset(transforms)
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("partition.update", state, state_keys)
         labels = labels_of(grads)
         parts, new_state = {}, {}
         for k, t in transforms.items():
@@ -169,7 +175,10 @@ def MultiSteps(optimizer: Optimizer, every_k_schedule: Any) -> Optimizer:  # noq
         out += acc
         return out
 
+    state_keys = frozenset({"mini_step", "gradient_step", "inner", "acc_grads"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("MultiSteps.update", state, state_keys)
         mini, step = int(state["mini_step"]) + 1, int(state["gradient_step"])
         acc = _tree.tree_map(lambda g, a: mean_step(g, a, mini), grads, state["acc_grads"])
         if mini < int(resolve(every, step)):
@@ -216,7 +225,10 @@ def inject_hyperparams(rule: Callable[..., Optimizer], static_args: tuple[str, .
             hyper = values(0, {k: v for k, v in dynamic.items() if not callable(v)})
             return {"count": 0, "hyperparams": hyper, "inner": rule(**static, **hyper).init(params)}
 
+        state_keys = frozenset({"count", "hyperparams", "inner"})
+
         def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+            check_state("inject_hyperparams.update", state, state_keys)
             count = int(state["count"])
             hyper = values(count, state["hyperparams"])
             updates, inner = rule(**static, **hyper).update(grads, state["inner"], params)
@@ -255,7 +267,10 @@ def apply_if_finite(inner: Optimizer, max_consecutive_errors: int) -> Optimizer:
     def init(params: Params) -> OptState:
         return {"inner": inner.init(params), "notfinite_count": 0, "last_finite": True, "total_notfinite": 0}
 
+    state_keys = frozenset({"inner", "notfinite_count", "last_finite", "total_notfinite"})
+
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state("apply_if_finite.update", state, state_keys)
         finite = all(bool(np.isfinite(g).all()) for g in _tree.tree_leaves(grads))
         bad_run = 0 if finite else int(state["notfinite_count"]) + 1
         total = int(state["total_notfinite"]) + (not finite)
