@@ -1,6 +1,7 @@
 """Shared test configuration: hypothesis profiles and the MNIST data directory."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,7 @@ def mnist_dir() -> Path:
     if not (d / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"the MNIST files are not in {d}; set FNLEARN_DATA_DIR to their directory")
     return d
+
+
+# test modules import the shared registry (tests/registry.py) by name
+sys.path.insert(0, str(Path(__file__).resolve().parent))

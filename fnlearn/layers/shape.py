@@ -89,7 +89,7 @@ def Dropout(drop_rate: float) -> Layer:
             if not isinstance(rng, np.random.Generator):
                 raise ValueError(f"{name}: train=True needs rng=np.random.default_rng(seed) (got "
                                  f"{type(rng).__name__}); pass train=False for evaluation.")
-            keep = rng.random(x.shape, dtype=x.dtype) >= rate
+            keep = rng.random(x.shape) >= rate  # drawn in float64: the same mask for either dtype
             mask = keep * x.dtype.type(1.0 / (1.0 - rate)) if rate < 1.0 else np.zeros_like(x)
             y = x * mask
 

@@ -1,0 +1,144 @@
+"""The registry of every public layer and loss: an entry here gives it the whole property battery.
+
+Each :class:`LayerSpec` says how to build the layer (a constructor and strategies for its
+hyperparameters) and what its inputs look like; test_registry.py runs ``fnlearn.testing.check_layer``
+(adjoint identity against float64 finite differences, linearity, purity, dtypes, init shapes, batch
+properties, ...) over hypothesis-drawn cases of every entry. The optimizers have their own registry in
+test_optim_properties.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fnlearn as fl
+from fnlearn.testing import strategies as fst
+
+dims = fst.small_dims(1, 4)
+
+
+def kinks_at(*points: float, margin: float = 0.05) -> Callable[[Any, Any], Any]:
+    return lambda dtype, shape: fst.away_from(points, margin, dtype, shape)
+
+
+def separated(dtype: Any, shape: Any) -> Any:
+    return fst.separated_arrays(dtype, shape)
+
+
+def token_ids(num: int) -> Callable[[Any, Any], Any]:
+    return lambda dtype, shape: hnp.arrays(np.int64, shape, elements=st.integers(0, num - 1))
+
+
+def images(min_side: int = 2, max_side: int = 5) -> Any:
+    return st.tuples(st.integers(min_side, max_side), st.integers(min_side, max_side), dims)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    factory: Callable[..., Any]
+    feature_shape: Any                              # a tuple or a strategy (batch axis excluded)
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    x_elements: Any = None                          # see fnlearn.testing.strategies.layer_cases
+    train: bool = False
+    random: bool = False                            # needs an rng (dropout in training)
+    batch_properties: bool = True                   # False for layers that mix the examples
+    batch: Any = None                               # the batch size strategy (default 1 to 4)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _mlp(width: int) -> fl.Layer:
+    return fl.serial(fl.Dense(width), fl.Tanh(), fl.Dense(3), fl.LogSoftmax())
+
+
+def _fan_concat() -> fl.Layer:
+    return fl.serial(fl.FanOut(2), fl.parallel(fl.Dense(3), fl.Sigmoid()), fl.FanInConcat())
+
+
+def _fan_sum() -> fl.Layer:
+    return fl.serial(fl.FanOut(3), fl.parallel(fl.Dense(4), fl.Tanh(), fl.Identity()), fl.FanInSum())
+
+
+def _small_cnn() -> fl.Layer:
+    return fl.serial(fl.Conv2D(2, 2, padding="same"), fl.Tanh(), fl.AvgPool2D(2), fl.Flatten(),
+                     fl.Dense(3))
+
+
+LAYERS: list[LayerSpec] = [
+    LayerSpec("Dense", fl.Dense, st.tuples(dims), {"out_features": dims}),
+    LayerSpec("Dense-3d", fl.Dense, st.tuples(dims, dims), {"out_features": dims}),
+    LayerSpec("Relu", fl.Relu, st.tuples(dims), x_elements=kinks_at(0.0)),
+    LayerSpec("LeakyRelu", fl.LeakyRelu, st.tuples(dims), {"negative_slope": st.sampled_from([0.01, 0.3])},
+              x_elements=kinks_at(0.0)),
+    LayerSpec("Elu", fl.Elu, st.tuples(dims), {"alpha": st.sampled_from([0.5, 1.0])},
+              x_elements=kinks_at(0.0)),
+    LayerSpec("Sigmoid", fl.Sigmoid, st.tuples(dims)),
+    LayerSpec("Tanh", fl.Tanh, st.tuples(dims)),
+    LayerSpec("Softplus", fl.Softplus, st.tuples(dims)),
+    LayerSpec("Gelu", fl.Gelu, st.tuples(dims), {"approximate": st.booleans()}),
+    LayerSpec("Softmax", fl.Softmax, st.tuples(dims, dims), {"axis": st.sampled_from([-1, 1])}),
+    LayerSpec("LogSoftmax", fl.LogSoftmax, st.tuples(dims)),
+    LayerSpec("Flatten", fl.Flatten, st.tuples(dims, dims)),
+    LayerSpec("Identity", fl.Identity, st.tuples(dims)),
+    LayerSpec("Dropout-eval", fl.Dropout, st.tuples(dims), {"drop_rate": st.floats(0.0, 0.9)}),
+    LayerSpec("Dropout-train", fl.Dropout, st.tuples(dims), {"drop_rate": st.floats(0.1, 0.9)},
+              train=True, random=True),
+    LayerSpec("Conv2D", fl.Conv2D, images(), {"out_channels": dims, "kernel_size": st.integers(1, 2),
+                                               "padding": st.sampled_from(["valid", "same", 1])}),
+    LayerSpec("Conv2D-strided", fl.Conv2D, images(3, 5), {"out_channels": dims, "kernel_size": 2,
+                                                            "stride": 2, "dilation": st.integers(1, 2)}),
+    LayerSpec("ConvTranspose2D", fl.ConvTranspose2D, images(1), {"out_channels": dims,
+                                                                 "kernel_size": st.integers(1, 2)}),
+    LayerSpec("MaxPool2D", fl.MaxPool2D, images(), {"window": st.integers(1, 2)}, x_elements=separated),
+    LayerSpec("AvgPool2D", fl.AvgPool2D, images(), {"window": st.integers(1, 2)}),
+    LayerSpec("GlobalAvgPool", fl.GlobalAvgPool, images(1)),
+    # Normalising two values gives +-1 whatever they are, so the input cotangent is pure cancellation
+    # (of the order of eps / variance) and float32 has no correct digits to compare: start at 3.
+    LayerSpec("LayerNorm", fl.LayerNorm, st.tuples(st.integers(3, 5))),
+    LayerSpec("BatchNorm-eval", fl.BatchNorm, st.tuples(dims)),
+    LayerSpec("BatchNorm-train", fl.BatchNorm, st.tuples(dims), train=True, batch_properties=False,
+              batch=st.integers(3, 5)),  # batch statistics over 2 examples: the LayerNorm case above
+    LayerSpec("Embedding", fl.Embedding, st.tuples(dims), {"num_embeddings": 5, "features": dims},
+              x_elements=token_ids(5)),
+    LayerSpec("serial-mlp", _mlp, st.tuples(dims), {"width": dims}),
+    LayerSpec("fan-concat", _fan_concat, st.tuples(dims)),
+    LayerSpec("fan-sum", _fan_sum, (4,)),
+    LayerSpec("serial-cnn", _small_cnn, (4, 4, 2)),
+]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    loss: Callable[..., tuple[float, np.ndarray]]
+    target: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+    feature_shape: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _prob_rows(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    p = rng.random(shape) + 0.1
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+LOSSES: list[LossSpec] = [
+    LossSpec("mse", fl.losses.mse, lambda rng, s: rng.normal(size=s), (3,)),
+    LossSpec("mse-sum", lambda p, t: fl.losses.mse(p, t, reduction="sum"),
+             lambda rng, s: rng.normal(size=s), (2, 2)),
+    LossSpec("softmax_cross_entropy-ids", fl.losses.softmax_cross_entropy,
+             lambda rng, s: rng.integers(0, s[-1], size=s[0]), (4,)),
+    LossSpec("softmax_cross_entropy-probs", fl.losses.softmax_cross_entropy, _prob_rows, (4,)),
+    LossSpec("softmax_cross_entropy-sum", lambda p, t: fl.losses.softmax_cross_entropy(p, t, reduction="sum"),
+             lambda rng, s: rng.integers(0, s[-1], size=s[0]), (3,)),
+    LossSpec("sigmoid_binary_cross_entropy", fl.losses.sigmoid_binary_cross_entropy,
+             lambda rng, s: rng.random(s), (3,)),
+]
