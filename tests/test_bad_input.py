@@ -505,10 +505,6 @@ def test_nan_gradients_give_nan_updates_that_check_finite_names():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "int64", "bool", "object", "complex64", "<U3"])
-@pytest.mark.xfail(strict=True, reason="sgd.update accepts gradients of another dtype than the params "
-                   "(the momentum buffer becomes int64/bool/object/complex; apply_updates then casts "
-                   "back, dropping imaginary parts), and string gradients fail inside NumPy "
-                   "(fnlearn/optim/_base.py map_leaves)")
 def test_gradients_of_the_wrong_dtype_are_refused(dtype):
     grads = tree_map(lambda a: a.astype(dtype), ONES)
     assert_clear_error(lambda: OPT.update(grads, OPT_STATE, MODEL_PARAMS), "sgd.update")
@@ -516,8 +512,6 @@ def test_gradients_of_the_wrong_dtype_are_refused(dtype):
 
 @pytest.mark.parametrize("state", [None, {"count": 0}, {"momentum": OPT_STATE["momentum"]}],
                          ids=["None", "no momentum", "no count"])
-@pytest.mark.xfail(strict=True, reason="sgd.update indexes the state without checking it: a state "
-                   "from another optimizer raises a bare KeyError/TypeError (fnlearn/optim/_alias.py)")
 def test_a_state_from_another_optimizer_is_refused(state):
     assert_clear_error(lambda: OPT.update(ONES, state, MODEL_PARAMS), "sgd")
 
