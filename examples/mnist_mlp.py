@@ -1,0 +1,299 @@
+"""Train a multilayer perceptron on MNIST with fnlearn.
+
+Examples (run from the repository root; the files are read from --data-dir, else $FNLEARN_DATA_DIR, else
+downloaded into ~/.cache/fnlearn/mnist):
+
+    python examples/mnist_mlp.py                      # sigmoid 784-128-10, cross-entropy, SGD
+    python examples/mnist_mlp.py --loss mse --lr 2    # the same network trained with MSE
+    python examples/mnist_mlp.py --activation relu --optimizer adam --lr 1e-3 --epochs 20 --plots plots
+
+Each epoch prints the loss and accuracy on the training and validation sets; the run ends with the test
+accuracy and the wall time. The same --seed gives the same run. ``main(argv)`` returns the results as a
+dict, so tests run the script in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import fnlearn as fl
+from fnlearn import datasets
+from fnlearn.data import batches, one_hot, train_val_split
+from fnlearn.metrics import accuracy, confusion_matrix
+
+NUM_CLASSES = 10
+ACTIVATIONS = {"sigmoid": fl.Sigmoid, "relu": fl.Relu, "tanh": fl.Tanh, "gelu": fl.Gelu,
+               "elu": fl.Elu, "leaky_relu": fl.LeakyRelu, "softplus": fl.Softplus}
+OUTPUTS = {"softmax": fl.Softmax, "sigmoid": fl.Sigmoid}
+INITS = ("lecun_normal", "lecun_uniform", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
+EVAL_BATCH = 2000
+
+
+def _optimizer_names() -> list[str]:
+    return sorted(n for n, f in vars(fl.optim).items()
+                  if callable(f) and not n.startswith("_") and n[0].islower()
+                  and "learning_rate" in inspect.signature(f).parameters)
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, got {text!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; defaults reproduce NumPy-Learn's cross-entropy run (sigmoid 784-128-10, SGD)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--hidden", type=_hidden_sizes, default=(128,), help='hidden sizes, e.g. "256,128"')
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="sigmoid")
+    p.add_argument("--init", choices=INITS, default="lecun_normal", help="initializer of the weights")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy")
+    p.add_argument("--mse-output", choices=sorted(OUTPUTS) + ["linear"], default="softmax",
+                   help="with --loss mse: the output activation the squared error is measured after")
+    p.add_argument("--optimizer", choices=_optimizer_names(), default="sgd")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning-rate schedule over all steps of the run")
+    p.add_argument("--momentum", type=float, default=0.0, help="momentum (sgd)")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 weight decay, through the optimizer")
+    p.add_argument("--dropout", type=float, default=0.0, help="drop probability after each hidden layer")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="held out from the training set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write accuracy.png, confusion_matrix.png")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="use only N training examples")
+    p.add_argument("--quiet", action="store_true", help="print only the final results")
+    args = p.parse_args(argv)
+    if args.plots is not None and not _have_matplotlib():
+        p.error("--plots needs matplotlib, which is not installed: pip install matplotlib "
+                "(or pip install -e '.[examples]').")
+    if args.batch_size < 1 or args.epochs < 1 or (args.limit is not None and args.limit < 2):
+        p.error("--batch-size and --epochs must be positive and --limit at least 2")
+    return args
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_data(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train/validation/test splits: images flattened to (n, 784) float32 in [0, 1], uint8 labels."""
+    x, y = datasets.mnist("train", args.data_dir)
+    x_test, y_test = datasets.mnist("test", args.data_dir)
+    if args.limit is not None:
+        x, y = x[:args.limit], y[:args.limit]
+    (x_tr, y_tr), (x_va, y_va) = train_val_split(x, y, args.val_fraction, rng=rng)
+    prep = lambda images: images.reshape(len(images), 784).astype(np.float32) / 255.0  # noqa: E731
+    return {"train": (prep(x_tr), y_tr), "val": (prep(x_va), y_va), "test": (prep(x_test), y_test)}
+
+
+def build_model(args: argparse.Namespace) -> fl.Layer:
+    """Dense-activation(-dropout) blocks, then Dense(10); with MSE, then the chosen output activation."""
+    w_init = getattr(fl.initializers, args.init)()
+    layers = []
+    for size in args.hidden:
+        layers += [fl.Dense(size, w_init=w_init), ACTIVATIONS[args.activation]()]
+        if args.dropout:
+            layers.append(fl.Dropout(args.dropout))
+    layers.append(fl.Dense(NUM_CLASSES, w_init=w_init))
+    if args.loss == "mse" and args.mse_output != "linear":
+        layers.append(OUTPUTS[args.mse_output]())
+    return fl.serial(*layers)
+
+
+def make_loss(args: argparse.Namespace) -> tuple[Callable[..., Any], Callable[[np.ndarray], np.ndarray]]:
+    """The loss and the target encoding: class ids for cross-entropy, one-hot rows for MSE."""
+    if args.loss == "mse":
+        return fl.losses.mse, lambda labels: one_hot(labels, NUM_CLASSES)
+    return fl.losses.softmax_cross_entropy, lambda labels: labels.astype(np.int64)
+
+
+def make_optimizer(args: argparse.Namespace, total_steps: int) -> fl.optim.Optimizer:
+    """The named optimizer; --momentum and --l2 go to it when it takes them."""
+    factory = getattr(fl.optim, args.optimizer)
+    accepted = inspect.signature(factory).parameters
+    lr: Any = args.lr
+    if args.schedule == "cosine":
+        lr = lambda step: 0.5 * args.lr * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
+    options = {"momentum": args.momentum, "weight_decay": args.l2}
+    for name, value in options.items():
+        if value and name not in accepted:
+            sys.exit(f"mnist_mlp: --{'l2' if name == 'weight_decay' else name} is not supported by "
+                     f"--optimizer {args.optimizer}.")
+    return factory(lr, **{k: v for k, v in options.items() if v})
+
+
+def evaluate(apply: Callable[..., Any], params: Any, x: np.ndarray, labels: np.ndarray,
+             loss: Callable[..., Any], encode: Callable[[np.ndarray], np.ndarray]) -> tuple[float, np.ndarray]:
+    """The mean loss over ``x`` and the predicted labels, computed in batches (no dropout)."""
+    total, predictions = 0.0, []
+    for xb, yb in batches(x, labels, EVAL_BATCH):
+        out, _ = apply(params, xb, train=False)
+        total += loss(out, encode(yb))[0] * len(xb)
+        predictions.append(out.argmax(axis=1))
+    return total / len(x), np.concatenate(predictions)
+
+
+class Progress:
+    """A tqdm bar over the steps of each epoch when stdout is a terminal; plain lines otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            tqdm = None
+        self.tqdm = tqdm if tqdm is not None and sys.stdout.isatty() and not quiet else None
+
+    def bar(self, total: int, desc: str) -> Any:
+        return self.tqdm(total=total, desc=desc, leave=False, file=sys.stdout) if self.tqdm else None
+
+    def print(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self.tqdm:
+            self.tqdm.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
+
+
+def train_epoch(step: Callable[..., Any], params: Any, state: Any, data: tuple[np.ndarray, np.ndarray],
+                args: argparse.Namespace, rngs: tuple[np.random.Generator, np.random.Generator],
+                bar: Any) -> tuple[Any, Any, float]:
+    """One pass over the shuffled training set; returns the new params, state and mean minibatch loss."""
+    shuffle_rng, dropout_rng = rngs
+    losses = []
+    for xb, yb in batches(*data, args.batch_size, rng=shuffle_rng):
+        params, state, value = step(params, state, xb, yb, dropout_rng)
+        losses.append(value)
+        if bar is not None:
+            bar.update(1)
+            if len(losses) % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    return params, state, float(np.mean(losses))
+
+
+def make_step(model: fl.Layer, loss: Callable[..., Any], encode: Callable[[np.ndarray], np.ndarray],
+              opt: fl.optim.Optimizer) -> Callable[..., Any]:
+    """``step(params, state, xb, yb, rng) -> (params, state, loss)``: one optimizer update."""
+    value_and_grad = fl.value_and_grad(model.apply, loss)
+
+    def step(params: Any, state: Any, xb: np.ndarray, yb: np.ndarray, rng: np.random.Generator):
+        value, grads = value_and_grad(params, xb, encode(yb), rng=rng, train=True)
+        updates, state = opt.update(grads, state, params)
+        return fl.optim.apply_updates(params, updates), state, value
+
+    return step
+
+
+def _epoch_line(epoch: int, epochs: int, record: dict[str, Any]) -> str:
+    line = (f"epoch {epoch:>3}/{epochs}  train loss {record['train_loss']:.4f} "
+            f"acc {100 * record['train_accuracy']:.2f}%")
+    if record["val_loss"] is not None:
+        line += f"  val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:.2f}%"
+    return line + f"  ({record['seconds']:.1f} s)"
+
+
+def fit(model: fl.Layer, params: Any, data: dict[str, Any], args: argparse.Namespace,
+        rngs: tuple[np.random.Generator, np.random.Generator]) -> tuple[Any, list[dict[str, Any]]]:
+    """Train for ``args.epochs`` epochs; after each, evaluate on the training and validation sets."""
+    loss, encode = make_loss(args)
+    steps_per_epoch = math.ceil(len(data["train"][0]) / args.batch_size)
+    opt = make_optimizer(args, args.epochs * steps_per_epoch)
+    step, state, progress = make_step(model, loss, encode, opt), opt.init(params), Progress(args.quiet)
+    history = []
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        bar = progress.bar(steps_per_epoch, f"epoch {epoch}/{args.epochs}")
+        params, state, batch_loss = train_epoch(step, params, state, data["train"], args, rngs, bar)
+        if bar is not None:
+            bar.close()
+        record = {"epoch": epoch, "batch_loss": batch_loss}
+        for split in ("train", "val"):
+            x, y = data[split]
+            split_loss, predicted = evaluate(model.apply, params, x, y, loss, encode) if len(x) else (None, None)
+            record[f"{split}_loss"] = split_loss
+            record[f"{split}_accuracy"] = accuracy(y, predicted) if len(x) else None
+        record["seconds"] = time.perf_counter() - start
+        history.append(record)
+        progress.print(_epoch_line(epoch, args.epochs, record))
+    return params, history
+
+
+def save_plots(directory: str, history: list[dict[str, Any]], matrix: np.ndarray) -> list[str]:
+    """Write accuracy.png (accuracy and loss per epoch) and confusion_matrix.png (test set) into ``directory``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("train", "val"):
+        if history[0][f"{split}_accuracy"] is not None:
+            ax_acc.plot(epochs, [100 * r[f"{split}_accuracy"] for r in history], marker="o", label=split)
+            ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], marker="o", label=split)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy per epoch")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss per epoch")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    paths = [os.path.join(directory, "accuracy.png"), os.path.join(directory, "confusion_matrix.png")]
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                color="white" if count > matrix.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test set)",
+           xticks=range(len(matrix)), yticks=range(len(matrix)))
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the example; returns the config, per-epoch history, test results, params and timings."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    split_rng, init_rng, shuffle_rng, dropout_rng = np.random.default_rng(args.seed).spawn(4)
+    data = load_data(args, split_rng)
+    model = build_model(args)
+    params = model.init(init_rng, (-1, data["train"][0].shape[1]))
+    params, history = fit(model, params, data, args, (shuffle_rng, dropout_rng))
+    loss, encode = make_loss(args)
+    test_loss, predicted = evaluate(model.apply, params, *data["test"], loss, encode)
+    test_accuracy = accuracy(data["test"][1], predicted)
+    matrix = confusion_matrix(data["test"][1], predicted, num_classes=NUM_CLASSES)
+    seconds = time.perf_counter() - start
+    print(f"test loss {test_loss:.4f}  test accuracy {100 * test_accuracy:.2f}%  wall time {seconds:.1f} s")
+    plots = save_plots(args.plots, history, matrix) if args.plots is not None else []
+    return {"config": vars(args), "history": history, "test_loss": test_loss, "test_accuracy": test_accuracy,
+            "confusion_matrix": matrix, "params": params, "seconds": seconds, "plots": plots}
+
+
+if __name__ == "__main__":
+    main()
