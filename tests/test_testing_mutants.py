@@ -332,3 +332,43 @@ def test_ties_in_free_floats_are_rejected_and_separated_arrays_avoid_them():
         testing.check_vjp(pair_max().apply, {}, x, kinks="raise")   # raising would fail the test
     separated()
     assert seen["run"] == 30
+
+
+# ------------------------------------------------- correct layers never fail under hypothesis
+
+dims = fst.small_dims()
+
+
+@given(case=fst.layer_cases(dense, n_out=dims, feature_shape=st.tuples(dims)))
+def test_correct_dense_never_fails(case):
+    case.check_layer()
+
+
+@given(case=fst.layer_cases(relu_dense, n_out=dims, feature_shape=st.tuples(dims)))
+def test_correct_relu_dense_never_fails(case):
+    case.check_layer()   # pre-activations within the step of 0 are rejected, never failed
+
+
+@given(case=fst.layer_cases(tanh(), feature_shape=st.tuples(dims, dims)))
+def test_correct_tanh_never_fails(case):
+    case.check_layer()
+
+
+@given(case=fst.layer_cases(pair_max(), feature_shape=st.tuples(dims.map(lambda d: 2 * d)),
+                            x_elements=lambda dtype, shape: fst.separated_arrays(dtype, shape)))
+def test_correct_pair_max_on_separated_values_never_fails(case):
+    case.check_layer()
+
+
+@given(case=fst.layer_cases(two_heads(), feature_shape=st.tuples(dims)))
+def test_correct_multi_output_layer_never_fails(case):
+    case.check_layer()
+
+
+@given(logits=fst.arrays(np.float64,
+                         st.tuples(dims, dims.map(lambda d: d + 1))),
+       dtype=fst.float_dtypes(), data=st.data(), seed=fst.seeds())
+def test_correct_loss_never_fails(logits, dtype, data, seed):
+    labels = data.draw(st.lists(st.integers(0, logits.shape[1] - 1), min_size=logits.shape[0],
+                                max_size=logits.shape[0]))
+    testing.check_loss_grad(mean_cross_entropy(), logits.astype(dtype), np.array(labels), seed=seed)

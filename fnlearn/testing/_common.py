@@ -218,3 +218,51 @@ def _leaf_problems(path: str, p: np.ndarray, c: Any, is_input: bool, dtypes: boo
     if dtypes and c.dtype != p.dtype:
         return [(path, f"{path}: expected dtype {p.dtype} (the dtype of the primal), got {c.dtype}")]
     return []
+
+
+def _perturbed(t: Any, rng: np.random.Generator, rel: float) -> Any:
+    """``t`` with each float entry moved by a relative ``rel * U(-1, 1)`` (kept in its dtype)."""
+    def move(a: Any) -> Any:
+        a = np.asarray(a)
+        return (a * (1.0 + rel * rng.uniform(-1.0, 1.0, a.shape))).astype(a.dtype) if a.dtype.kind == "f" else a
+    return tree.tree_map(move, t)
+
+
+def rounding_noise(evaluate: Callable[[Any, Any, Any], dict[str, np.ndarray]], params: Any, x: Any,
+                   dy: Any, seed: Any, *, safety: float = 4.0) -> dict[str, np.ndarray]:
+    """An entry-wise estimate of the rounding error of ``evaluate`` at ``(params, x, dy)``.
+
+    The rounding error at a float32 point is ``E = evaluate(point) - evaluate(float64 copy)``. It
+    changes erratically from a point to its neighbours, while the exact result, and any systematic
+    mistake, changes smoothly (and cancels in ``E``). So the estimate is ``safety * max |E(nb) - E(point)|``
+    over neighbours moved by relative amounts of a few units of roundoff, 1e-3 and 1e-2 (the larger
+    moves change roundings that the smaller ones leave alone). This covers the cancellation that a
+    tolerance relative to the result misses: LayerNorm over two features or BatchNorm over two
+    examples have a tiny exact cotangent made of terms that are not tiny. For a float64 point there is
+    no more precise reference: ``E`` is the result itself, moved by a few units of roundoff only.
+
+    Args:
+        evaluate: ``(params, x, dy) -> {path: array}``, computing in the dtype of its arguments.
+        seed: seeds the neighbours.
+    """
+    dtypes = [np.asarray(a).dtype for a in tree.tree_leaves((params, x, dy)) if is_float(a)]
+    native64 = all(d == FLOAT64 for d in dtypes)
+
+    def error(p: Any, xx: Any, d: Any) -> dict[str, np.ndarray]:
+        out = {key: np.asarray(v, dtype=FLOAT64) for key, v in evaluate(p, xx, d).items()}
+        if native64:
+            return out
+        ref = evaluate(cast_tree(p, FLOAT64), cast_tree(xx, FLOAT64), cast_tree(d, FLOAT64))
+        return {key: v - np.asarray(ref[key], dtype=FLOAT64) for key, v in out.items()}
+
+    eps = max((float(np.finfo(d).eps) for d in dtypes), default=0.0)
+    moves = (4 * eps, 4 * eps) if native64 else (4 * eps, 1e-3, 1e-2)
+    base = error(params, x, dy)
+    worst = {key: np.zeros(np.shape(v)) for key, v in base.items()}
+    rng = np.random.default_rng(seed)
+    for rel in moves:
+        moved = error(*(_perturbed(t, rng, rel) for t in (params, x, dy)))
+        for key, v in base.items():
+            spread = np.abs(moved[key] - v)
+            worst[key] = np.maximum(worst[key], np.where(np.isfinite(spread), spread, 0.0))
+    return {key: safety * w for key, w in worst.items()}

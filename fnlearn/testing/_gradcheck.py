@@ -19,7 +19,7 @@ from typing import Any, Callable, Collection, Literal
 import numpy as np
 
 from ._common import (FLOAT64, Primal, call_apply, call_vjp, fail, flat_output, func_name,
-                      gaussian_like, match_cotangents)
+                      gaussian_like, match_cotangents, rounding_noise)
 from ._kinks import handle_kink, kink_test
 from ._report import (SETTINGS_VERSION, Drilldown, GradCheckError, GradCheckReport, LeafResult,
                       describe_point)
@@ -120,8 +120,10 @@ def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Coll
         c = gaussian_like(prng, y)
         cts = _cotangents(setup, vjp_fn, c)
         tangents = {i: prng.standard_normal(setup.primal.values[i].shape) for i in selected}
-        probe_data.append((flat_output(c), cts, tangents))
-        results += [_probe_leaf(setup, i, k, tangents[i], flat_output(c), cts[i]) for i in selected]
+        noise = _vjp_noise(setup, c, [seed, k])
+        probe_data.append((flat_output(c), cts, tangents, noise))
+        results += [_probe_leaf(setup, i, k, tangents[i], flat_output(c), cts[i], noise=noise.get(i))
+                    for i in selected]
     settings = _settings(setup, probes, seed, fd_dtype)
     kwargs = dict(name=setup.name, leaves=tuple(results), settings=settings,
                   point=describe_point(setup.primal.described()))
@@ -130,8 +132,8 @@ def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Coll
         return GradCheckReport(check="adjoint identity", passed=True, **kwargs)
     worst = max(failed, key=lambda r: r.factor)
     i = setup.primal.paths.index(worst.path)
-    c, cts, tangents = probe_data[worst.probe]
-    _confirm_not_kink(setup, worst, i, tangents[i], c, cts[i])
+    c, cts, tangents, noise = probe_data[worst.probe]
+    _confirm_not_kink(setup, worst, i, tangents[i], c, cts[i], noise.get(i))
     table = (_drilldown(setup, i, c, cts[i])
              if drilldown == "auto" and worst.shape and int(np.prod(worst.shape)) <= drilldown_max else None)
     raise GradCheckError(GradCheckReport(
@@ -199,8 +201,21 @@ def _cotangents(setup: _Setup, vjp_fn: Any, c: Any) -> list[Any]:
     return cts
 
 
+def _vjp_noise(setup: _Setup, c: Any, seed: Any) -> dict[int, np.ndarray]:
+    """The rounding floor of each float leaf's analytic cotangent, by leaf index (see rounding_noise)."""
+    floats = set(setup.primal.float_indices())
+
+    def evaluate(params: Any, x: Any, dy: Any) -> dict[str, np.ndarray]:
+        y, vjp_fn = call_apply(setup.apply, params, x, setup.rng, setup.train)
+        leaves, _ = match_cotangents(Primal(params, x), *call_vjp(vjp_fn, dy, setup.name), dtypes=False)
+        return {str(i): leaf for i, leaf in enumerate(leaves) if i in floats and leaf is not None}
+
+    params, x = setup.primal.build()
+    return {int(k): v for k, v in rounding_noise(evaluate, params, x, c, seed).items()}
+
+
 def _probe_leaf(setup: _Setup, i: int, probe: int, t: np.ndarray, c: np.ndarray,
-                g: np.ndarray, step: float | None = None) -> LeafResult:
+                g: np.ndarray, step: float | None = None, noise: np.ndarray | None = None) -> LeafResult:
     value = setup.fd.values[i]
     h = setup.step(i) if step is None else step
     if setup.kinks == "ignore":
@@ -219,11 +234,12 @@ def _probe_leaf(setup: _Setup, i: int, probe: int, t: np.ndarray, c: np.ndarray,
         path=setup.primal.paths[i], shape=tuple(value.shape), dtype=str(setup.primal.values[i].dtype),
         probe=probe, analytic=float(t @ g64), numeric=float(c @ jt), rtol=setup.rtol, atol=setup.atol,
         scale=max(float(np.abs(t) @ np.abs(g64)), float(np.abs(c) @ np.abs(jt))),
-        fd_noise=10 * setup.fd_eps * float(np.sum(np.abs(c))) * peak / h, step=h)
+        fd_noise=10 * setup.fd_eps * float(np.sum(np.abs(c))) * peak / h, step=h,
+        vjp_noise=0.0 if noise is None else float(np.abs(t) @ np.ravel(noise)))
 
 
 def _confirm_not_kink(setup: _Setup, worst: LeafResult, i: int, t: np.ndarray, c: np.ndarray,
-                      g: np.ndarray) -> None:
+                      g: np.ndarray, noise: np.ndarray | None = None) -> None:
     """Before blaming the VJP, check that the numeric side is stable when the step shrinks 8-fold.
 
     A smooth function gives the same ``n`` at both steps (to far below the tolerance); a kink or tie
@@ -231,7 +247,7 @@ def _confirm_not_kink(setup: _Setup, worst: LeafResult, i: int, t: np.ndarray, c
     """
     if setup.kinks == "ignore":
         return
-    fine = _probe_leaf(setup, i, worst.probe, t, c, g, step=worst.step / 8)
+    fine = _probe_leaf(setup, i, worst.probe, t, c, g, step=worst.step / 8, noise=noise)
     if abs(fine.numeric - worst.numeric) > fine.tolerance:
         handle_kink(setup.kinks, setup.name, worst.path, worst.step, None, None,
                     note=f"the numeric derivative changes from {worst.numeric:+.6g} to "

@@ -92,8 +92,8 @@ def check_layer(layer: Any, input_shape: Any = None, *, params: Any = None, x: A
         if status == "failed" and not detail.reproduce:
             detail = dataclasses.replace(detail, reproduce=f"fnlearn.testing.check_layer(layer, "
                                          f"input_shape, params=params, x=x, properties=[{prop!r}], "
-                                         f"seed={seed!r}" + (f", rng={rng!r}, train={train!r}" if rng is not None
-                                                              or train else "") + ")")
+                                         f"seed={seed!r}" + (f", rng={rng!r}" if rng is not None else "")
+                                         + (", train=True" if train else "") + ")")
         results.append((prop, status, detail))
         cause = cause or error
     report = LayerReport(name=case.name, results=tuple(results))

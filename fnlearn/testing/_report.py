@@ -29,7 +29,9 @@ SETTINGS_VERSION = "fnlearn.testing v1"
 class LeafResult:
     """One adjoint-identity comparison: leaf ``path``, analytic ``a`` against numeric ``n``.
 
-    ``tolerance = atol + rtol * scale + fd_noise`` (the parts are kept for the report).
+    ``tolerance = atol + rtol * scale + fd_noise + vjp_noise`` (the parts are kept for the report):
+    ``fd_noise`` is the rounding floor of the finite difference, ``vjp_noise`` that of the analytic
+    side (see ``rounding_noise`` in ``fnlearn.testing._common``).
     """
 
     path: str
@@ -43,6 +45,7 @@ class LeafResult:
     scale: float
     fd_noise: float
     step: float
+    vjp_noise: float = 0.0
 
     @property
     def error(self) -> float:
@@ -50,7 +53,7 @@ class LeafResult:
 
     @property
     def tolerance(self) -> float:
-        return self.atol + self.rtol * self.scale + self.fd_noise
+        return self.atol + self.rtol * self.scale + self.fd_noise + self.vjp_noise
 
     @property
     def passed(self) -> bool:
@@ -167,7 +170,7 @@ def _failure_lines(f: LeafResult, leaves: tuple[LeafResult, ...], settings: dict
         f"  {'numeric':<11} n = {f.numeric:+.8g}   ({fd} in {settings.get('fd_dtype', 'float64')}, "
         f"h = {f.step:.2g})",
         f"  {'|a - n|':<11} {f.error:.2e}  >  tol = {f.tolerance:.2e}   [rtol {f.rtol:.1e} x scale "
-        f"{f.scale:.2e} + atol {f.atol:.2g} + fd-noise {f.fd_noise:.1e}]",
+        f"{f.scale:.2e} + atol {f.atol:.2g} + fd-noise {f.fd_noise:.1e} + vjp-rounding {f.vjp_noise:.1e}]",
         f"  {'normalized':<11} |a - n| / scale = {f.normalized_error:.1e}   ({f.factor:.3g}x over "
         "tolerance)",
     ]
