@@ -476,44 +476,67 @@ def test_value_and_grad_refuses_non_functions(call):
 
 # ---------------------------------------------------------------------------------- optimizers
 
+OPTIMIZERS = {
+    "sgd": lambda: fl.optim.sgd(0.1), "sgd-momentum": lambda: fl.optim.sgd(0.1, momentum=0.9),
+    **{name: functools.partial(getattr(fl.optim, name), 0.01)
+       for name in ["adam", "adamw", "amsgrad", "adamax", "nadam", "rmsprop", "adagrad", "adadelta",
+                    "lion", "lamb"] if hasattr(fl.optim, name)},
+}
 OPT = fl.optim.sgd(0.1, momentum=0.9)
 OPT_STATE = OPT.init(MODEL_PARAMS)
 ONES = tree_map(np.ones_like, MODEL_PARAMS)
 
 
-@given(data=st.data())
-def test_gradients_of_the_wrong_structure_are_refused_by_update_and_apply_updates(data):
+@functools.lru_cache(maxsize=None)
+def optimizer(name: str) -> tuple[Any, Any]:
+    opt = OPTIMIZERS[name]()
+    return opt, opt.init(MODEL_PARAMS)
+
+
+@given(name=st.sampled_from(sorted(OPTIMIZERS)), data=st.data())
+def test_gradients_of_the_wrong_structure_are_refused_by_update_and_apply_updates(name, data):
+    opt, state = optimizer(name)
     paths = [p for p, _ in tree_flatten_with_path(ONES)[0]]
     target = data.draw(st.sampled_from(paths))
     broken = _mutate(ONES, target, data.draw(st.sampled_from(["drop", "reshape", "list"])))
-    assert_clear_error(lambda: OPT.update(broken, OPT_STATE, MODEL_PARAMS), "sgd.update")
+    assert_clear_error(lambda: opt.update(broken, state, MODEL_PARAMS), ".update")
     assert_clear_error(lambda: fl.optim.apply_updates(MODEL_PARAMS, broken), "apply_updates")
 
 
-def test_extra_gradient_keys_are_refused():
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_extra_gradient_keys_are_refused(name):
+    opt, state = optimizer(name)
     extra = dict(ONES, extra={"w": np.ones(2, np.float32)})
-    assert_clear_error(lambda: OPT.update(extra, OPT_STATE, MODEL_PARAMS), "sgd.update")
+    assert_clear_error(lambda: opt.update(extra, state, MODEL_PARAMS), ".update")
     assert_clear_error(lambda: fl.optim.apply_updates(MODEL_PARAMS, extra), "apply_updates")
 
 
-def test_nan_gradients_give_nan_updates_that_check_finite_names():
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_nan_gradients_give_non_finite_updates_that_check_finite_names(name):
+    opt, state = optimizer(name)
     grads = tree_map(np.copy, ONES)
     grads["2"]["b"][0] = np.nan
-    updates, _ = OPT.update(grads, OPT_STATE, MODEL_PARAMS)
-    with pytest.raises(debug.NonFiniteError, match="'2/b'"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        updates, _ = opt.update(grads, state, MODEL_PARAMS)
+    with pytest.raises(debug.NonFiniteError, match="'2/"):
         debug.check_finite(updates, "updates")
 
 
-@pytest.mark.parametrize("dtype", ["float64", "int64", "bool", "object", "complex64", "<U3"])
-def test_gradients_of_the_wrong_dtype_are_refused(dtype):
+@given(name=st.sampled_from(sorted(OPTIMIZERS)),
+       dtype=st.sampled_from(["float64", "int64", "bool", "object", "complex64", "<U3"]))
+def test_gradients_of_the_wrong_dtype_are_refused(name, dtype):
+    opt, state = optimizer(name)
     grads = tree_map(lambda a: a.astype(dtype), ONES)
-    assert_clear_error(lambda: OPT.update(grads, OPT_STATE, MODEL_PARAMS), "sgd.update")
+    assert_clear_error(lambda: opt.update(grads, state, MODEL_PARAMS), ".update")
 
 
-@pytest.mark.parametrize("state", [None, {"count": 0}, {"momentum": OPT_STATE["momentum"]}],
-                         ids=["None", "no momentum", "no count"])
-def test_a_state_from_another_optimizer_is_refused(state):
-    assert_clear_error(lambda: OPT.update(ONES, state, MODEL_PARAMS), "sgd")
+@given(name=st.sampled_from(sorted(OPTIMIZERS)), other=st.sampled_from(sorted(OPTIMIZERS) + [None]))
+def test_a_state_from_another_optimizer_is_refused(name, other):
+    opt, state = optimizer(name)
+    foreign = None if other is None else optimizer(other)[1]
+    assume(_signature(foreign) != _signature(state) or foreign is None)
+    assert_clear_error(lambda: opt.update(ONES, foreign, MODEL_PARAMS), ".update")
 
 
 # ----------------------------------------------------------------------------- data pipeline
