@@ -72,6 +72,8 @@ def check_layer(layer: Any, input_shape: Any = None, *, params: Any = None, x: A
         (True, 12)
     """
     selected = _select(properties, exclude)
+    given = {"params": params is not None, "x": x is not None, "state": state is not None,
+             "x_strategy": x_strategy is not None, "batch_properties": not batch_properties}
     case, layer_obj, input_shape = _make_case(layer, input_shape, params, x, state, seed, dtype, rng,
                                               train, x_strategy, batch_size, name)
     runners: dict[str, Callable[[Case], Any]] = {
@@ -89,17 +91,28 @@ def check_layer(layer: Any, input_shape: Any = None, *, params: Any = None, x: A
             results.append((prop, "skipped", reason))
             continue
         status, detail, error = _run_property(runners[prop], case, prop)
-        if status == "failed" and not detail.reproduce:
-            detail = dataclasses.replace(detail, reproduce=f"fnlearn.testing.check_layer(layer, "
-                                         f"input_shape, params=params, x=x, properties=[{prop!r}], "
-                                         f"seed={seed!r}" + (f", rng={rng!r}" if rng is not None else "")
-                                         + (", train=True" if train else "") + ")")
+        if status == "failed":
+            detail = dataclasses.replace(detail, reproduce=_reproduce(prop, input_shape, given, seed, dtype,
+                                                                      rng, train, batch_size))
         results.append((prop, status, detail))
         cause = cause or error
     report = LayerReport(name=case.name, results=tuple(results))
     if not report.passed:
         raise GradCheckError(report) from cause
     return report
+
+
+def _reproduce(prop: str, input_shape: Any, given: dict[str, bool], seed: int, dtype: Any, rng: Any,
+               train: bool, batch_size: int) -> str:
+    """The check_layer call that repeats one property at the same point."""
+    extra = [f"{k}={k}" if k != "batch_properties" else "batch_properties=False"
+             for k, v in given.items() if v]
+    extra += [f"dtype=np.{np.dtype(dtype).name}"] if dtype is not None else []
+    extra += [f"rng={rng!r}"] if rng is not None else []
+    extra += ["train=True"] if train else []
+    extra += [f"batch_size={batch_size}"] if batch_size != 3 and not given["x"] else []
+    return (f"fnlearn.testing.check_layer(layer, {input_shape!r}, " + "".join(f"{e}, " for e in extra)
+            + f"properties=[{prop!r}], seed={seed!r})")
 
 
 def _select(properties: Any, exclude: Collection[str]) -> list[str]:
