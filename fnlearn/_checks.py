@@ -83,15 +83,48 @@ def no_params(name: str, params: Params) -> None:
 
 def input_shape(name: str, shape: Any) -> Shape:
     """``shape`` as a tuple of ints whose first entry (the batch) may be -1."""
-    try:
-        shape = tuple(int(d) for d in shape)
-    except TypeError:
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
         raise TypeError(f"{name}: input_shape must be a tuple of ints such as (-1, 784), got "
-                        f"{shape!r}.") from None
+                        f"{shape!r}.")
+    shape = tuple(int(d) for d in shape)
     if len(shape) == 0 or shape[0] < -1 or shape[0] == 0 or any(d < 0 for d in shape[1:]):
         raise ValueError(f"{name}: input_shape must be (batch, *features) with batch -1 or positive "
                          f"and non-negative features, got {shape}.")
     return shape
+
+
+def generator(name: str, rng: Any) -> np.random.Generator:
+    """``rng`` if it is a :class:`numpy.random.Generator`; a TypeError otherwise."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name}: rng must be a numpy.random.Generator, got {type(rng).__name__}. "
+                        "Pass np.random.default_rng(seed).")
+    return rng
+
+
+def exact_keys(name: str, params: Params, keys: tuple[str, ...]) -> None:
+    """A ValueError unless ``params`` is a dict with exactly ``keys`` (no missing, no extra)."""
+    if type(params) is not dict or len(params) != len(keys) or any(k not in params for k in keys):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{name}: expected params with keys {sorted(keys)} (from this layer's init), "
+                         f"got {got}. Were these params initialised for another model?")
+
+
+def real_number(name: str, what: str, value: Any) -> float:
+    """``value`` as a finite float; a clear error for strings, None and NaN or inf."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: {what} must be a number, got {value!r}.")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: {what} must be finite, got {value}.")
+    return value
+
+
+def axis_of(name: str, axis: int, ndim: int) -> int:
+    """``axis`` normalised to ``[0, ndim)``; a ValueError naming the layer when out of range."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: axis {axis} is out of range for an input of rank {ndim}.")
+    return axis % ndim
 
 
 def call_vjp(vjp: Callable[..., Any], dy: Any, compute_dx: bool) -> tuple[Params, Any]:

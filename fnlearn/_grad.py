@@ -36,10 +36,19 @@ def value_and_grad(apply: ApplyFn, loss: Loss, *, has_state: bool = False) -> Ca
     if has_state:
         return _value_and_grad_with_state(apply, loss)
 
+    for what, fn in (("apply", apply), ("loss", loss)):
+        if not callable(fn):
+            raise TypeError(f"value_and_grad: {what} must be a function, got {fn!r}. Pass e.g. "
+                            "value_and_grad(model.apply, fl.losses.softmax_cross_entropy).")
+
     def value_and_grad_fn(params: Params, x: Any, target: Any, *,
                           rng: np.random.Generator | None = None, train: bool = True):
         pred, vjp = apply(params, x, rng=rng, train=train)
-        value, dpred = loss(pred, target)
+        out = loss(pred, target)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise TypeError(f"value_and_grad: the loss must return (value, grad), got "
+                            f"{type(out).__name__}. fnlearn.losses functions do; wrap other losses.")
+        value, dpred = out
         grads, _ = _checks.call_vjp(vjp, dpred, False)
         return value, grads
 

@@ -74,12 +74,15 @@ class Layer(NamedTuple):
     apply: ApplyFn
 
 
-def resolve_dtype(dtype: DTypeLike) -> np.dtype:
+def resolve_dtype(dtype: DTypeLike, name: str = "init") -> np.dtype:
     """The parameter dtype for ``init``: float32 unless asked otherwise; only float32/float64."""
     if dtype is None:
         return np.dtype(np.float32)
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"parameter dtype must be float32 or float64, got {dt}. "
+        raise TypeError(f"{name}: the parameter dtype must be float32 or float64, got {dtype!r}. "
                         "Pass dtype=np.float32 (the default) or dtype=np.float64.")
     return dt

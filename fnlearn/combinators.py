@@ -139,8 +139,8 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None,
              input_dtype: DTypeLike = None) -> Params:
         params: dict[str, Params] = {}
-        shape, in_dtype = input_shape, (resolve_dtype(dtype) if input_dtype is None else input_dtype)
-        for i, ((key, layer), child_rng) in enumerate(zip(pairs, rng.spawn(len(pairs)))):
+        shape, in_dtype = input_shape, (resolve_dtype(dtype, "serial") if input_dtype is None else input_dtype)
+        for i, ((key, layer), child_rng) in enumerate(zip(pairs, _checks.generator("serial", rng).spawn(len(pairs)))):
             try:
                 params[key] = layer.init(child_rng, shape, **_init_kwargs(dtype))
                 shape, in_dtype = eval_shape(layer.apply, params[key], shape, dtype=in_dtype)
@@ -183,8 +183,8 @@ def _serial_with_state(pairs: list[tuple[str, Any]]) -> StatefulLayer:
              input_dtype: DTypeLike = None) -> tuple[Params, State]:
         params: dict[str, Params] = {}
         state: dict[str, State] = {}
-        shape, in_dtype = input_shape, (resolve_dtype(dtype) if input_dtype is None else input_dtype)
-        for i, ((key, layer), child_rng) in enumerate(zip(pairs, rng.spawn(len(pairs)))):
+        shape, in_dtype = input_shape, (resolve_dtype(dtype, "serial") if input_dtype is None else input_dtype)
+        for i, ((key, layer), child_rng) in enumerate(zip(pairs, _checks.generator("serial", rng).spawn(len(pairs)))):
             try:
                 if stateful[i]:
                     params[key], state[key] = layer.init(child_rng, shape, **_init_kwargs(dtype))
@@ -257,7 +257,7 @@ def parallel(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
             raise ValueError(f"parallel: expected input_shape to be a tuple of {len(pairs)} shapes, "
                              f"got {input_shape!r}.")
         params = {}
-        for i, ((key, layer), r, s) in enumerate(zip(pairs, rng.spawn(len(pairs)), input_shape)):
+        for i, ((key, layer), r, s) in enumerate(zip(pairs, _checks.generator("parallel", rng).spawn(len(pairs)), input_shape)):
             try:
                 params[key] = layer.init(r, s, **_init_kwargs(dtype))
             except (ValueError, TypeError) as err:

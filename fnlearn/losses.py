@@ -93,6 +93,8 @@ def softmax_cross_entropy(logits: Array, labels: Array, *,
     if logits.ndim != 2:
         raise ValueError(f"{name}: logits must have shape (batch, classes), got {logits.shape}.")
     batch, classes = logits.shape
+    if classes == 0:
+        raise ValueError(f"{name}: logits must have at least one class, got shape {logits.shape}.")
     scale = _reduction(name, reduction, batch)
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted)

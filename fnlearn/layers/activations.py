@@ -60,14 +60,14 @@ def Relu() -> Layer:
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
     """``x`` for ``x > 0``, else ``negative_slope * x``; derivative at 0 is ``negative_slope``."""
-    a = float(negative_slope)
+    a = _checks.real_number("LeakyRelu", "negative_slope", negative_slope)
     return _elementwise(f"LeakyRelu({a})", lambda x: np.where(x > 0.0, x, x * a),
                         lambda x, y, dy: np.where(x > 0.0, dy, dy * a))
 
 
 def Elu(alpha: float = 1.0) -> Layer:
     """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
-    a = float(alpha)
+    a = _checks.real_number("Elu", "alpha", alpha)
     return _elementwise(f"Elu({a})",
                         lambda x: np.where(x > 0.0, x, np.expm1(np.minimum(x, 0.0)) * a),
                         lambda x, y, dy: np.where(x > 0.0, dy, dy * (y + a)))
@@ -113,7 +113,10 @@ def _gelu_tanh_vjp(x: Array, y: Array, dy: Array) -> Array:
 
 def Softmax(axis: int = -1) -> Layer:
     """``exp(x) / sum(exp(x))`` along ``axis``, computed from ``x - max(x)`` (stable)."""
+    _int_axis("Softmax", axis)
+
     def forward(x: Array) -> Array:
+        _checks.axis_of(f"Softmax(axis={axis})", axis, x.ndim)
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         e /= e.sum(axis=axis, keepdims=True)
         return e
@@ -123,9 +126,17 @@ def Softmax(axis: int = -1) -> Layer:
 
 def LogSoftmax(axis: int = -1) -> Layer:
     """``x - logsumexp(x)`` along ``axis`` (stable)."""
+    _int_axis("LogSoftmax", axis)
+
     def forward(x: Array) -> Array:
+        _checks.axis_of(f"LogSoftmax(axis={axis})", axis, x.ndim)
         shifted = x - x.max(axis=axis, keepdims=True)
         shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
         return shifted
     return _elementwise(f"LogSoftmax(axis={axis})", forward,
                         lambda x, y, dy: dy - np.exp(y) * dy.sum(axis=axis, keepdims=True))
+
+
+def _int_axis(name: str, axis: object) -> None:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{name}: axis must be an int, got {axis!r}.")

@@ -38,6 +38,7 @@ def _kernel_params(name: str, rng: np.random.Generator, shape: tuple[int, int, i
 
 def _check_input(name: str, params: Params, x: Array, kernel: tuple[int, int],
                  channels: int) -> tuple[Array, Array]:
+    _checks.exact_keys(name, params, ("w", "b"))
     w = _checks.param(name, params, "w", ndim=4)
     b = _checks.param(name, params, "b", shape=(channels,))
     _checks.float_array(name, x)

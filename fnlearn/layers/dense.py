@@ -36,7 +36,7 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
         >>> dparams["b"], dx
         (array([1., 1.], dtype=float32), None)
     """
-    if not isinstance(out_features, (int, np.integer)) or out_features <= 0:
+    if isinstance(out_features, bool) or not isinstance(out_features, (int, np.integer)) or out_features <= 0:
         raise ValueError(f"Dense: out_features must be a positive int, got {out_features!r}.")
     out_features = int(out_features)
     w_init = lecun_normal() if w_init is None else w_init
@@ -46,12 +46,13 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
         shape = _checks.input_shape(name, input_shape)
         if len(shape) < 2:
             raise ValueError(f"{name}: input_shape must be (batch, ..., in_features), got {shape}.")
-        dt = resolve_dtype(dtype)
-        w_rng, b_rng = rng.spawn(2)
+        dt = resolve_dtype(dtype, name)
+        w_rng, b_rng = _checks.generator(name, rng).spawn(2)
         return {"w": np.asarray(w_init(w_rng, (shape[-1], out_features), dt), dtype=dt),
                 "b": np.asarray(b_init(b_rng, (out_features,), dt), dtype=dt)}
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+        _checks.exact_keys(name, params, ("w", "b"))
         w = _checks.param(name, params, "w", ndim=2)
         if w.shape[1] != out_features:
             raise ValueError(f"{name}: expected params['w'] of shape (in, {out_features}), got "

@@ -49,6 +49,7 @@ def Embedding(num_embeddings: int, features: int, *, init: Initializer | None = 
         return {"embeddings": np.asarray(table_init(rng, (num_embeddings, features), dt), dtype=dt)}
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+        _checks.exact_keys(name, params, ("embeddings",))
         table = _checks.param(name, params, "embeddings", shape=(num_embeddings, features))
         _check_ids(name, x, num_embeddings)
         y = table[x]

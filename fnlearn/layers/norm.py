@@ -28,6 +28,7 @@ def _features(name: str, input_shape: Shape, min_rank: int) -> int:
 
 
 def _affine(name: str, params: Params, x: Any) -> tuple[Array, Array]:
+    _checks.exact_keys(name, params, ("scale", "offset"))
     scale = _checks.param(name, params, "scale", ndim=1)
     offset = _checks.param(name, params, "offset", shape=scale.shape)
     _checks.float_array(name, x)
