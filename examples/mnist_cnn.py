@@ -30,7 +30,7 @@ from fnlearn.data import train_val_split
 from fnlearn.metrics import accuracy, confusion_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import mnist_mlp as mlp  # noqa: E402  (the sibling example: progress bar, plots, optimizers)
+import mnist_mlp as mlp  # the sibling example: progress bar, plots, optimizers
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (-1, 28, 28, 1)
@@ -108,9 +108,12 @@ def load_data(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, t
     if args.limit is not None:
         x, y = x[:args.limit], y[:args.limit]
     (x_tr, y_tr), (x_va, y_va) = train_val_split(x, y, args.val_fraction, rng=rng)
-    prep = lambda images: images.reshape(IMAGE_SHAPE).astype(np.float32) / 255.0  # noqa: E731
-    return {"train": (prep(x_tr), y_tr.astype(np.int64)), "val": (prep(x_va), y_va.astype(np.int64)),
-            "test": (prep(x_test), y_test.astype(np.int64))}
+    return {"train": (_images(x_tr), y_tr.astype(np.int64)), "val": (_images(x_va), y_va.astype(np.int64)),
+            "test": (_images(x_test), y_test.astype(np.int64))}
+
+
+def _images(images: np.ndarray) -> np.ndarray:
+    return images.reshape(IMAGE_SHAPE).astype(np.float32) / 255.0
 
 
 def make_step(model: Any, opt: fl.optim.Optimizer) -> Any:

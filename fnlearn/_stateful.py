@@ -85,5 +85,4 @@ def bind_state(layer: StatefulLayer, state: State) -> Layer:
         return y, vjp
 
     name = getattr(layer.apply, "__qualname__", "layer").split(".<locals>")[0]
-    return Layer(init, _checks.named(apply, name[:-len(".apply")] if name.endswith(".apply")
-                                     else name))
+    return Layer(init, _checks.named(apply, name.removesuffix(".apply")))

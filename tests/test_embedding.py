@@ -47,7 +47,7 @@ def test_embedding_in_a_model_with_integer_inputs():
     assert params["0"]["embeddings"].shape == (10, 4) and params["2"]["w"].shape == (12, 2)
     ids = np.array([[1, 2, 3], [9, 9, 0]])
     f = fl.value_and_grad(model.apply, fl.losses.softmax_cross_entropy)
-    loss, grads = f(params, ids, np.array([0, 1]))
+    _, grads = f(params, ids, np.array([0, 1]))
     assert grads["0"]["embeddings"].dtype == np.float32
     assert np.all(grads["0"]["embeddings"][[4, 5, 6, 7, 8]] == 0.0)
     # "init" is excluded: check_layer re-runs serial's init without input_dtype=np.int64.

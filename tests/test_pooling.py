@@ -70,7 +70,8 @@ def pool_cases(draw, values):
     return window, stride, padding, x
 
 
-small_ints = lambda shape: hnp.arrays(np.float64, shape, elements=st.integers(0, 2).map(float))  # noqa: E731
+def small_ints(shape):
+    return hnp.arrays(np.float64, shape, elements=st.integers(0, 2).map(float))
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

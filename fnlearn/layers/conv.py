@@ -136,8 +136,10 @@ def ConvTranspose2D(out_channels: int, kernel_size: int | tuple[int, int], *, st
         out_channels: the number of output channels.
         kernel_size, stride, dilation: as in :func:`Conv2D`.
         padding: ``"valid"`` (full output, ``OH = (H - 1) * sh + dh * (kh - 1) + 1``), ``"same"``
-            (``OH = H * sh``, cropping the full output as ``Conv2D``'s ``"same"`` would pad it), or an
-            int or pair ``p`` cropping ``p`` entries from both sides (PyTorch's ``padding=p``).
+            (``OH = H * sh``, cropping the full output as ``Conv2D``'s ``"same"`` would pad it; when
+            the kernel span ``dh * (kh - 1) + 1`` is shorter than the stride nothing is cropped and
+            the output is the full one), or an int or pair ``p`` cropping ``p`` entries from both
+            sides (PyTorch's ``padding=p``).
         w_init: initializer of ``w`` (``(kh, kw, in, out)``, the layout of :func:`Conv2D`); default
             LeCun normal.
         b_init: initializer of ``b`` (``(out,)``); default zeros.
