@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fnlearn as fl
-from fnlearn import testing
 from fnlearn.testing import strategies as fst
 
 EXAMPLES = max(5, settings.default.max_examples // 5)

@@ -24,6 +24,7 @@ from ._report import (Drilldown, GradCheckError, GradCheckReport, LayerReport, L
                       NonDifferentiablePoint)
 
 __all__ = [
-    "check_vjp", "check_loss_grad", "check_layer", "PROPERTIES", "taylor_test", "TaylorResult", "GradCheckError", "NonDifferentiablePoint", "GradCheckReport", "LayerReport",
-    "LeafResult", "Drilldown",
+    "check_vjp", "check_loss_grad", "check_layer", "taylor_test", "PROPERTIES",
+    "GradCheckError", "NonDifferentiablePoint",
+    "GradCheckReport", "LayerReport", "LeafResult", "Drilldown", "TaylorResult",
 ]

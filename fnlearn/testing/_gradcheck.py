@@ -112,7 +112,28 @@ def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Coll
     """
     setup, selected = _prepare(apply, params, x, wrt=wrt, rtol=rtol, atol=atol, fd_dtype=fd_dtype,
                                kinks=kinks, rng=rng, train=train, eps=eps, name=name)
-    y, vjp_fn = call_apply(apply, params, x, rng, train)
+    results, probe_data = _run_probes(setup, selected, seed, probes)
+    kwargs = dict(name=setup.name, leaves=tuple(results), settings=_settings(setup, probes, seed, fd_dtype),
+                  point=describe_point(setup.primal.described()))
+    failed = [r for r in results if not r.passed]
+    if not failed:
+        return GradCheckReport(check="adjoint identity", passed=True, **kwargs)
+    worst = max(failed, key=lambda r: r.factor)
+    i = setup.primal.paths.index(worst.path)
+    c, cts, tangents, noise = probe_data[worst.probe]
+    _confirm_not_kink(setup, worst, i, tangents[i], c, cts[i], noise.get(i))
+    table = (_drilldown(setup, i, c, cts[i])
+             if drilldown == "auto" and int(np.prod(worst.shape)) <= drilldown_max else None)
+    raise GradCheckError(GradCheckReport(
+        check="adjoint identity", passed=False, failure=worst, drilldown=table, path=worst.path,
+        summary=f"VJP disagrees with finite differences w.r.t. {worst.path} "
+                f"(shape {worst.shape}, {worst.dtype})",
+        reproduce=_reproduce(worst.path, seed, probes, rtol, atol, fd_dtype, rng, train), **kwargs))
+
+
+def _run_probes(setup: _Setup, selected: list[int], seed: int, probes: int) -> tuple[list[LeafResult], list[Any]]:
+    """Every (probe, leaf) comparison, and per probe what a drill-down needs (c, cotangents, t, noise)."""
+    y, vjp_fn = call_apply(setup.apply, *setup.primal.build(), setup.rng, setup.train)
     _require_finite(setup.name, y, "the output y")
     results, probe_data = [], []
     for k, child in enumerate(np.random.SeedSequence(seed).spawn(probes)):
@@ -124,23 +145,7 @@ def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Coll
         probe_data.append((flat_output(c), cts, tangents, noise))
         results += [_probe_leaf(setup, i, k, tangents[i], flat_output(c), cts[i], noise=noise.get(i))
                     for i in selected]
-    settings = _settings(setup, probes, seed, fd_dtype)
-    kwargs = dict(name=setup.name, leaves=tuple(results), settings=settings,
-                  point=describe_point(setup.primal.described()))
-    failed = [r for r in results if not r.passed]
-    if not failed:
-        return GradCheckReport(check="adjoint identity", passed=True, **kwargs)
-    worst = max(failed, key=lambda r: r.factor)
-    i = setup.primal.paths.index(worst.path)
-    c, cts, tangents, noise = probe_data[worst.probe]
-    _confirm_not_kink(setup, worst, i, tangents[i], c, cts[i], noise.get(i))
-    table = (_drilldown(setup, i, c, cts[i])
-             if drilldown == "auto" and worst.shape and int(np.prod(worst.shape)) <= drilldown_max else None)
-    raise GradCheckError(GradCheckReport(
-        check="adjoint identity", passed=False, failure=worst, drilldown=table, path=worst.path,
-        summary=f"VJP disagrees with finite differences w.r.t. {worst.path} "
-                f"(shape {worst.shape}, {worst.dtype})",
-        reproduce=_reproduce(worst.path, seed, probes, rtol, atol, fd_dtype, rng, train), **kwargs))
+    return results, probe_data
 
 
 def _prepare(apply: Callable[..., Any], params: Any, x: Any, *, wrt: Any, rtol: float | None,

@@ -204,9 +204,12 @@ def _bind_state(layer: Any, input_shape: Any, params: Any, state: Any, seed: int
 
 
 def call_init(init: Callable[..., Any], rng: np.random.Generator, input_shape: Any, dtype: Any) -> Any:
-    """``init(rng, input_shape, dtype=dtype)``; ``dtype`` is passed only when set (and then required)."""
+    """``init(rng, input_shape, dtype=dtype)``; ``dtype`` is passed only when set, and an ``init``
+    without a ``dtype`` keyword (allowed for user layers) gets its float leaves cast instead."""
     if dtype is None:
         return init(rng, input_shape)
+    if not accepts_dtype(init):
+        return cast_tree(init(rng, input_shape), np.dtype(dtype))
     return init(rng, input_shape, dtype=dtype)
 
 

@@ -140,7 +140,7 @@ def dtypes(case: Case) -> GradCheckReport:
         for path, leaf in named_outputs(y).items():
             if leaf.dtype.kind == "f" and leaf.dtype != dt:
                 fail("dtypes", case.name, f"a {dt} point gives a {leaf.dtype} output {path}: the layer "
-                     f"changes the precision", (("fix", f"keep computations in the input's dtype (a "
+                     f"changes the precision", (("fix", "keep computations in the input's dtype (a "
                      "float64 constant array or np.float64 scalar upcasts float32)"),), path=path)
         cts = case.vjp(vjp_fn, gaussian_like(np.random.default_rng(case.seed), y))
         _, problems = match_cotangents(Primal(params, x), *cts)

@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from hypothesis.strategies import SearchStrategy
 
-from .._types import Layer
 from ._gradcheck import check_vjp
 from ._layer import accepts_dtype, check_layer, is_multi
 
