@@ -322,7 +322,20 @@ def test_kinks_are_rejected_under_given():
         always_at_a_kink()
 
 
-def test_ties_in_free_floats_are_rejected_and_separated_arrays_avoid_them():
+def test_kinks_reach_the_caller_through_check_layer():
+    tied = np.ones((2, 4))
+    with pytest.raises(NonDifferentiablePoint):
+        testing.check_layer(pair_max(), params={}, x=tied)
+
+    @settings(max_examples=5, deadline=None, database=None)
+    @given(st.just(tied))
+    def always_at_a_kink(x):
+        testing.check_layer(pair_max(), params={}, x=x)
+    with pytest.raises(Unsatisfiable):
+        always_at_a_kink()
+
+
+def test_separated_arrays_never_put_a_tie_within_the_step():
     seen = {"run": 0}
 
     @settings(max_examples=30, deadline=None, database=None)
