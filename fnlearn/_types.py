@@ -14,8 +14,8 @@ A layer is a pair of pure functions, bundled as :class:`Layer`:
 
 ``vjp_fn(dy, *, compute_dx=True) -> (dparams, dx)``
     ``dy`` has the shape and dtype of ``y``. ``dparams`` has exactly the structure, shapes and dtypes
-    of ``params``; ``dx`` those of ``x``. With ``compute_dx=False`` the layer may skip the input
-    cotangent and return ``None`` for ``dx`` (combinators use this for the first layer of a model,
+    of ``params``; ``dx`` those of ``x``. With ``compute_dx=False`` the layer skips the input
+    cotangent and returns ``None`` for ``dx`` (combinators use this for the first layer of a model,
     which saves one matrix product per Dense layer). A user-written ``vjp_fn`` that does not accept
     ``compute_dx`` still works: combinators only pass it to functions that declare it.
     Calling ``vjp_fn`` twice gives the same answer.

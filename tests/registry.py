@@ -99,12 +99,14 @@ LAYERS: list[LayerSpec] = [
     LayerSpec("MaxPool2D", fl.MaxPool2D, images(), {"window": st.integers(1, 2)}, x_elements=separated),
     LayerSpec("AvgPool2D", fl.AvgPool2D, images(), {"window": st.integers(1, 2)}),
     LayerSpec("GlobalAvgPool", fl.GlobalAvgPool, images(1)),
-    # Normalising two values gives +-1 whatever they are, so the input cotangent is pure cancellation
-    # (of the order of eps / variance) and float32 has no correct digits to compare: start at 3.
-    LayerSpec("LayerNorm", fl.LayerNorm, st.tuples(st.integers(3, 5))),
+    # Normalising two values gives +-1 whatever they are: the input cotangent is pure cancellation,
+    # which the checker's measured float32 rounding floor must (and does) tell from a bug.
+    LayerSpec("LayerNorm", fl.LayerNorm, st.tuples(st.integers(2, 5))),
     LayerSpec("BatchNorm-eval", fl.BatchNorm, st.tuples(dims)),
+    # Batch statistics of 2 examples give +-1 whatever they are (the LayerNorm case above), and the
+    # float32-vs-float64 property has no correct float32 digits to compare there: batches of 3 to 5.
     LayerSpec("BatchNorm-train", fl.BatchNorm, st.tuples(dims), train=True, batch_properties=False,
-              batch=st.integers(3, 5)),  # batch statistics over 2 examples: the LayerNorm case above
+              batch=st.integers(3, 5)),
     LayerSpec("Embedding", fl.Embedding, st.tuples(dims), {"num_embeddings": 5, "features": dims},
               x_elements=token_ids(5)),
     LayerSpec("serial-mlp", _mlp, st.tuples(dims), {"width": dims}),

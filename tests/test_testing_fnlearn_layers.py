@@ -89,11 +89,8 @@ def test_dropout_in_training_mode_passes_with_a_fixed_rng(case, rng):
 
 def test_dropout_draws_its_mask_independently_of_the_dtype():
     """The checker evaluates a float32 layer at the upcast float64 point, so a random layer must draw
-    the same noise in both dtypes. fnlearn's Dropout draws rng.random(shape, dtype=x.dtype), so it
-    does not (yet); this test documents that and turns green when the mask is drawn in float64."""
+    the same noise in both dtypes (fl.Dropout draws its uniforms in float64)."""
     x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
     y32, _ = fl.Dropout(0.5).apply({}, x, rng=np.random.default_rng(1), train=True)
     y64, _ = fl.Dropout(0.5).apply({}, x.astype(np.float64), rng=np.random.default_rng(1), train=True)
-    if not np.array_equal(y32 == 0, y64 == 0):
-        pytest.xfail("fl.Dropout's mask depends on the dtype; check_layer(float32, train=True) reports "
-                     "'adjoint' and 'precision' failures for it")
+    np.testing.assert_array_equal(y32 == 0, y64 == 0)
