@@ -13,6 +13,8 @@ import numpy as np
 from ._types import Array, Params, Shape
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_DTYPES = _FLOATS
+"""The accepted float dtypes; ``x.dtype in FLOAT_DTYPES`` is the cheapest exact test (tens of ns)."""
 
 
 def float_array(name: str, x: Any, what: str = "x") -> Array:

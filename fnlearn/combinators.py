@@ -148,8 +148,11 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
                 raise _child_error("serial", i, key, layer, err) from err
         return params
 
+    key_set = frozenset(keys)
+
     def apply(params: Params, x: Array, *, rng: np.random.Generator | None = None, train: bool = False):
-        _check_children("serial", params, keys)
+        if type(params) is not dict or params.keys() != key_set:
+            _check_children("serial", params, keys)
         rngs = rng.spawn(len(pairs)) if rng is not None else [None] * len(pairs)
         vjps = []
         for i, (key, layer) in enumerate(pairs):
@@ -162,11 +165,11 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Any]:
             grads: dict[str, Params] = {}
             for i in range(len(pairs) - 1, -1, -1):
-                key, layer = pairs[i]
-                try:
-                    grads[key], dy = _checks.call_vjp(vjps[i], dy, compute_dx or i > 0)
+                try:  # only the first child may skip its input cotangent
+                    grads[pairs[i][0]], dy = (vjps[i](dy) if compute_dx or i
+                                              else _checks.call_vjp(vjps[i], dy, False))
                 except (ValueError, TypeError) as err:
-                    raise _child_error("serial", i, key, layer, err) from err
+                    raise _child_error("serial", i, pairs[i][0], pairs[i][1], err) from err
             return {k: grads[k] for k in keys}, (dy if compute_dx else None)
 
         return x, vjp

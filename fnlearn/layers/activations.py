@@ -40,11 +40,13 @@ def _elementwise(name: str, forward: Forward, backward: Backward) -> Layer:
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
         if params:
             _checks.no_params(name, params)
-        _checks.float_array(name, x)
+        if type(x) is not np.ndarray or x.dtype not in _checks.FLOAT_DTYPES:
+            _checks.float_array(name, x)
         y = forward(x)
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
-            _checks.cotangent(name, dy, y.shape, y.dtype)
+            if type(dy) is not np.ndarray or dy.shape != y.shape or dy.dtype != y.dtype:
+                _checks.cotangent(name, dy, y.shape, y.dtype)
             return {}, (backward(x, y, dy) if compute_dx else None)
 
         return y, vjp

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import _checks
+from .._kernels import column_sums
 from .._types import Array, Layer, Params, Shape, resolve_dtype
 from ..initializers import Initializer, lecun_normal, zeros
 
@@ -52,18 +53,9 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
                 "b": np.asarray(b_init(b_rng, (out_features,), dt), dtype=dt)}
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
-        _checks.exact_keys(name, params, ("w", "b"))
-        w = _checks.param(name, params, "w", ndim=2)
-        if w.shape[1] != out_features:
-            raise ValueError(f"{name}: expected params['w'] of shape (in, {out_features}), got "
-                             f"{w.shape}. Were these params initialised for another model?")
-        b = _checks.param(name, params, "b", shape=(out_features,))
-        _checks.float_array(name, x)
-        if x.ndim < 2 or x.shape[-1] != w.shape[0]:
-            raise ValueError(f"{name}: expected x of shape (batch, ..., {w.shape[0]}) to match "
-                             f"params['w'] of shape {w.shape}, got {x.shape}. Check the input size "
-                             "the model was initialised with.")
-        _checks.same_dtype(name, x, w.dtype)
+        w, b = _fast_params(params, x, out_features)
+        if w is None:  # something is unusual: the full checks raise, or accept it (ndim > 2, ...)
+            w, b = _checked_params(name, params, x, out_features)
         x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
         y = x2 @ w
         y += b
@@ -71,9 +63,10 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
             y = y.reshape(*x.shape[:-1], out_features)
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
-            _checks.cotangent(name, dy, y.shape, y.dtype)
+            if type(dy) is not np.ndarray or dy.shape != y.shape or dy.dtype != y.dtype:
+                _checks.cotangent(name, dy, y.shape, y.dtype)
             dy2 = dy if dy.ndim == 2 else dy.reshape(-1, out_features)
-            dparams = {"w": x2.T @ dy2, "b": dy2.sum(axis=0)}
+            dparams = {"w": x2.T @ dy2, "b": column_sums(dy2)}
             if not compute_dx:
                 return dparams, None
             dx = dy2 @ w.T
@@ -82,3 +75,35 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
         return y, vjp
 
     return Layer(init, _checks.named(apply, name))
+
+
+def _fast_params(params: Params, x: Any, out_features: int) -> tuple[Any, Any]:
+    """``(w, b)`` when everything is as usual (2-D float ``x`` matching ``w``), else ``(None, None)``.
+
+    One cheap expression instead of the full checks: this runs on every call.
+    """
+    if type(params) is not dict or type(x) is not np.ndarray:
+        return None, None
+    w, b = params.get("w"), params.get("b")
+    if (type(w) is np.ndarray and type(b) is np.ndarray and x.ndim == 2 and w.ndim == 2
+            and b.ndim == 1 and x.shape[1] == w.shape[0] and w.shape[1] == out_features == b.shape[0]
+            and x.dtype == w.dtype == b.dtype and w.dtype in _checks.FLOAT_DTYPES and len(params) == 2):
+        return w, b
+    return None, None
+
+
+def _checked_params(name: str, params: Params, x: Any, out_features: int) -> tuple[Array, Array]:
+    """``(w, b)`` after the full checks, each raising a sentence that names the layer and the fix."""
+    _checks.exact_keys(name, params, ("w", "b"))
+    w = _checks.param(name, params, "w", ndim=2)
+    if w.shape[1] != out_features:
+        raise ValueError(f"{name}: expected params['w'] of shape (in, {out_features}), got "
+                         f"{w.shape}. Were these params initialised for another model?")
+    b = _checks.param(name, params, "b", shape=(out_features,))
+    _checks.float_array(name, x)
+    if x.ndim < 2 or x.shape[-1] != w.shape[0]:
+        raise ValueError(f"{name}: expected x of shape (batch, ..., {w.shape[0]}) to match "
+                         f"params['w'] of shape {w.shape}, got {x.shape}. Check the input size "
+                         "the model was initialised with.")
+    _checks.same_dtype(name, x, w.dtype)
+    return w, b
