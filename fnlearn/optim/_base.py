@@ -74,46 +74,36 @@ _ndarray = np.ndarray
 
 
 def _walk(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]) -> Any:
-    """Map ``f`` over the leaves of ``g`` and the matching leaves of ``rest``; raise _Mismatch if any
-    tree differs in structure, or if a leaf of the last tree in ``rest`` differs in shape.
+    """Map ``f`` over the leaves of ``g`` and the matching leaves of ``rest``; raise _Mismatch if a
+    tree in ``rest`` differs in structure, or a leaf in shape or dtype (the caller explains it).
 
     This runs on every optimizer step, so nested dicts of arrays (the usual params) take a fast path:
-    no path strings, leaves handled inline, one shape comparison per leaf.
+    no path strings, and the leaf checks inlined in the comprehension.
     """
     if type(g) is not dict:
         return _walk_other(f, n_out, g, rest)
     keys = g.keys()
     for o in rest:
-        if type(o) is not dict or o.keys() != keys:
+        if (type(o) is not dict and not isinstance(o, dict)) or o.keys() != keys:
             raise _Mismatch
     if not rest:
         out = {k: f(v) if type(v) is _ndarray else _walk(f, n_out, v, rest) for k, v in g.items()}
-    elif len(rest) == 1:
+    elif len(rest) == 1:  # the leaf checks are inlined: this runs once per leaf per step
         a, = rest
-        out = {k: _leaf1(f, v, a[k]) if type(v) is _ndarray else _walk(f, n_out, v, (a[k],))
+        out = {k: f(v, x) if (type(v) is _ndarray and type(x := a[k]) is _ndarray and x.shape == v.shape
+                              and x.dtype == v.dtype) else _walk(f, n_out, v, (a[k],))
                for k, v in g.items()}
     elif len(rest) == 2:
         a, b = rest
-        out = {k: _leaf2(f, v, a[k], b[k]) if type(v) is _ndarray else _walk(f, n_out, v, (a[k], b[k]))
+        out = {k: f(v, x, y) if (type(v) is _ndarray and type(x := a[k]) is _ndarray
+                                 and type(y := b[k]) is _ndarray and x.shape == v.shape == y.shape
+                                 and x.dtype == v.dtype == y.dtype) else _walk(f, n_out, v, (a[k], b[k]))
                for k, v in g.items()}
     else:
         out = {k: _walk(f, n_out, v, tuple([o[k] for o in rest])) for k, v in g.items()}
     if n_out == 0:
         return out
     return tuple([{k: t[i] for k, t in out.items()} for i in range(n_out)])
-
-
-def _leaf1(f: Callable[..., Any], g: Any, a: Any) -> Any:
-    if type(a) is not _ndarray or a.shape != g.shape or a.dtype != g.dtype:
-        _check_leaf(g, a)
-    return f(g, a)
-
-
-def _leaf2(f: Callable[..., Any], g: Any, a: Any, b: Any) -> Any:
-    if (type(a) is not _ndarray or type(b) is not _ndarray or a.shape != g.shape or b.shape != g.shape
-            or a.dtype != g.dtype or b.dtype != g.dtype):
-        _check_leaf(g, a, b)
-    return f(g, a, b)
 
 
 def _dtype(x: Any) -> np.dtype:
