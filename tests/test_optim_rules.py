@@ -176,3 +176,15 @@ def test_state_holds_the_step_count_and_moments_by_name():
         _, state = opt.update({"x": X0}, state)
     assert state["adam"]["count"] == 3 and state["learning_rate"]["count"] == 3
     np.testing.assert_allclose(state["adam"]["mu"]["x"], (1 - 0.9 ** 3) * X0)
+
+
+@pytest.mark.parametrize("rule", [optim.sgd, optim.adam, optim.adamw, optim.amsgrad, optim.adamax, optim.nadam,
+                                  optim.rmsprop, optim.adagrad, optim.adadelta, optim.lion, optim.lamb])
+def test_numpy_float64_hyperparameters_do_not_upcast_float32(rule):
+    params = {"x": X0.astype(np.float32)}
+    opt = rule(np.float64(0.01)) if rule is not optim.sgd else rule(np.float64(0.01), momentum=np.float64(0.9))
+    state = opt.init(params)
+    for _ in range(2):
+        updates, state = opt.update({"x": _grad(params["x"])}, state, params)
+        params = optim.apply_updates(params, updates)
+    assert updates["x"].dtype == np.float32 and params["x"].dtype == np.float32
