@@ -40,9 +40,13 @@ def initial_weights(sizes: tuple[int, ...], seed: int = 0) -> list[np.ndarray]:
 
 
 def fnlearn_mlp(weights: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch: int,
-                lr: float) -> Contestant:
-    """fnlearn as its README shows it: ``value_and_grad`` + ``optim.sgd`` + ``apply_updates``."""
-    import fnlearn as fl
+                lr: float, fl: Any = None, name: str = "fnlearn") -> Contestant:
+    """fnlearn as its README shows it: ``value_and_grad`` + ``optim.sgd`` + ``apply_updates``.
+
+    ``fl`` is the package to use (default: ``import fnlearn``; another checkout for ``--baseline``).
+    """
+    if fl is None:
+        import fnlearn as fl
 
     layers: list[Any] = []
     for w in weights[0:-2:2]:
@@ -62,7 +66,7 @@ def fnlearn_mlp(weights: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch: 
     box = {"params": params, "state": opt.init(params)}
 
     def train(steps: int) -> None:
-        p, s = box["params"], box["state"]
+        p, s = box.pop("params"), box.pop("state")  # the box must not keep old params alive
         for i in range(0, steps * batch, batch):
             p, s, _ = train_step(p, s, X[i:i + batch], Y[i:i + batch])
         box["params"], box["state"] = p, s
@@ -76,7 +80,7 @@ def fnlearn_mlp(weights: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch: 
         p = box["params"]
         return [a for k in sorted(p, key=int) if p[k] for a in (p[k]["w"], p[k]["b"])]
 
-    return Contestant("fnlearn", train, infer, current)
+    return Contestant(name, train, infer, current)
 
 
 def numpy_mlp(weights: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch: int, lr: float) -> Contestant:
@@ -241,6 +245,24 @@ def jax_mlp(weights: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch: int,
 
     return Contestant("jax", train, infer,
                       lambda: [np.asarray(a) for wb in box["params"] for a in wb])
+
+
+def load_baseline(checkout: str) -> Any:
+    """The ``fnlearn`` package of another checkout (e.g. a ``git worktree`` of an older commit), imported
+    under the name ``fnlearn_baseline`` so both versions run in one process."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    init = Path(checkout) / "fnlearn" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("fnlearn_baseline", init,
+                                                  submodule_search_locations=[str(init.parent)])
+    if spec is None or not init.exists():
+        raise SystemExit(f"run.py: --baseline {checkout} has no fnlearn/__init__.py.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fnlearn_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 BUILDERS: dict[str, Callable[..., Contestant]] = {

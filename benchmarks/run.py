@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "else ../shared/data/mnist beside the repository)")
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--baseline", default=None, help="also time the fnlearn of this checkout (e.g. a git "
+                   "worktree of an older commit) as the contestant 'fnlearn@base'")
     p.add_argument("--samples", type=int, default=N_TRAIN, help="training examples to use (default 60000)")
     args = p.parse_args(argv)
     args.parsed_configs = [parse_config(c) for c in args.configs.split(",")]
@@ -108,6 +110,8 @@ def bench_config(config: str, X: np.ndarray, Y: np.ndarray, names: list[str],
     steps = max(1, min(full, args.steps if args.steps else int(full * args.epochs_fraction)))
     weights = contestants.initial_weights(sizes)
     cs = [contestants.BUILDERS[n](weights, X, Y, batch, args.lr) for n in ["floor", "fnlearn", "numpy"] + names]
+    if args.baseline_module is not None:
+        cs.insert(2, contestants.fnlearn_mlp(weights, X, Y, batch, args.lr, args.baseline_module, "fnlearn@base"))
     for c in cs:
         c.train(min(steps, 3))  # warm-up (and JAX's compilation); every contestant does the same steps
     result: dict[str, Any] = {"config": config, "steps": steps, "batch": batch,
@@ -121,7 +125,7 @@ def bench_config(config: str, X: np.ndarray, Y: np.ndarray, names: list[str],
         result["infer"] = _rows(config, times, steps * batch)
     if "memory" not in args.skip:
         result["memory"] = [_memory_row(config, sizes, batch, weights, c, min(steps, 20))
-                            for c in cs if c.name in ("fnlearn", "numpy")]
+                            for c in cs if c.name in ("fnlearn", "fnlearn@base", "numpy")]
     return result
 
 
@@ -150,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.time()
     names, missing = available_frameworks(args.frameworks)
+    args.baseline_module = contestants.load_baseline(args.baseline) if args.baseline else None
     X, Y, data_note = load_data(args.synthetic, args.data_dir, args.samples)
     results: dict[str, Any] = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                                "machine": measure.machine_info(), "data": data_note,
