@@ -20,7 +20,8 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ EVAL_BATCH = 2000
 
 def _optimizer_names() -> list[str]:
     return sorted(n for n, f in vars(fl.optim).items()
-                  if callable(f) and not n.startswith("_") and n[0].islower()
+                  if callable(f) and n[0].islower() and not n.startswith(("_", "scale_by"))
                   and "learning_rate" in inspect.signature(f).parameters)
 
 
@@ -102,8 +103,11 @@ def load_data(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, t
     if args.limit is not None:
         x, y = x[:args.limit], y[:args.limit]
     (x_tr, y_tr), (x_va, y_va) = train_val_split(x, y, args.val_fraction, rng=rng)
-    prep = lambda images: images.reshape(len(images), 784).astype(np.float32) / 255.0  # noqa: E731
-    return {"train": (prep(x_tr), y_tr), "val": (prep(x_va), y_va), "test": (prep(x_test), y_test)}
+    return {"train": (_pixels(x_tr), y_tr), "val": (_pixels(x_va), y_va), "test": (_pixels(x_test), y_test)}
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), 28 * 28).astype(np.float32) / 255.0
 
 
 def build_model(args: argparse.Namespace) -> fl.Layer:
@@ -128,18 +132,19 @@ def make_loss(args: argparse.Namespace) -> tuple[Callable[..., Any], Callable[[n
 
 
 def make_optimizer(args: argparse.Namespace, total_steps: int) -> fl.optim.Optimizer:
-    """The named optimizer; --momentum and --l2 go to it when it takes them."""
+    """The named optimizer; --momentum and --l2 (its ``weight_decay``) go to it when it takes them."""
     factory = getattr(fl.optim, args.optimizer)
     accepted = inspect.signature(factory).parameters
     lr: Any = args.lr
     if args.schedule == "cosine":
-        lr = lambda step: 0.5 * args.lr * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
-    options = {"momentum": args.momentum, "weight_decay": args.l2}
-    for name, value in options.items():
-        if value and name not in accepted:
-            sys.exit(f"mnist_mlp: --{'l2' if name == 'weight_decay' else name} is not supported by "
-                     f"--optimizer {args.optimizer}.")
-    return factory(lr, **{k: v for k, v in options.items() if v})
+        lr = fl.optim.cosine_decay_schedule(args.lr, total_steps)
+    options = {}
+    for flag, name, value in (("--momentum", "momentum", args.momentum), ("--l2", "weight_decay", args.l2)):
+        if name in accepted:
+            options[name] = value
+        elif value:
+            sys.exit(f"mnist_mlp: {flag} is not supported by --optimizer {args.optimizer}.")
+    return factory(lr, **options)
 
 
 def evaluate(apply: Callable[..., Any], params: Any, x: np.ndarray, labels: np.ndarray,
@@ -239,11 +244,13 @@ def fit(model: fl.Layer, params: Any, data: dict[str, Any], args: argparse.Names
     return params, history
 
 
-def save_plots(directory: str, history: list[dict[str, Any]], matrix: np.ndarray) -> list[str]:
+def save_plots(directory: str, history: list[dict[str, Any]], matrix: np.ndarray,
+               test_accuracy: float) -> list[str]:
     """Write accuracy.png (accuracy and loss per epoch) and confusion_matrix.png (test set) into ``directory``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     os.makedirs(directory, exist_ok=True)
     epochs = [r["epoch"] for r in history]
@@ -255,6 +262,7 @@ def save_plots(directory: str, history: list[dict[str, Any]], matrix: np.ndarray
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy per epoch")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss per epoch")
     for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -267,7 +275,7 @@ def save_plots(directory: str, history: list[dict[str, Any]], matrix: np.ndarray
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > matrix.max() / 2 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test set)",
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix (test set, accuracy {100 * test_accuracy:.2f}%)",
            xticks=range(len(matrix)), yticks=range(len(matrix)))
     fig.tight_layout()
     fig.savefig(paths[1], dpi=100)
@@ -290,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     matrix = confusion_matrix(data["test"][1], predicted, num_classes=NUM_CLASSES)
     seconds = time.perf_counter() - start
     print(f"test loss {test_loss:.4f}  test accuracy {100 * test_accuracy:.2f}%  wall time {seconds:.1f} s")
-    plots = save_plots(args.plots, history, matrix) if args.plots is not None else []
+    plots = save_plots(args.plots, history, matrix, test_accuracy) if args.plots is not None else []
     return {"config": vars(args), "history": history, "test_loss": test_loss, "test_accuracy": test_accuracy,
             "confusion_matrix": matrix, "params": params, "seconds": seconds, "plots": plots}
 

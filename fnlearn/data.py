@@ -20,14 +20,14 @@ Example:
 from __future__ import annotations
 
 import numbers
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ._types import Array
 
-__all__ = ["batches", "train_val_split", "one_hot"]
+__all__ = ["batches", "one_hot", "train_val_split"]
 
 
 def _paired(fn: str, x: ArrayLike, y: ArrayLike) -> tuple[Array, Array]:
@@ -116,7 +116,7 @@ def train_val_split(x: ArrayLike, y: ArrayLike, val_fraction: float, *,
         raise ValueError(f"train_val_split: val_fraction must be a number in [0, 1), got {val_fraction!r}.")
     _check_rng("train_val_split", rng, optional=False)
     n = len(x)
-    n_val = int(round(n * float(val_fraction)))
+    n_val = round(n * float(val_fraction))
     if n_val == n:
         raise ValueError(f"train_val_split: val_fraction={val_fraction} leaves no training example out of "
                          f"{n}. Use a smaller val_fraction.")

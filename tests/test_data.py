@@ -48,7 +48,7 @@ def test_same_seed_same_batches_and_shuffling_changes_the_order(n, batch_size, s
     second = [yb.tolist() for _, yb in batches(x, y, batch_size, rng=np.random.default_rng(seed))]
     assert first == second
     expected = np.random.default_rng(seed).permutation(n).tolist()
-    assert sum(first, []) == expected
+    assert [i for batch in first for i in batch] == expected
 
 
 def test_unshuffled_batches_are_views_in_order():
@@ -73,7 +73,7 @@ def test_batches_validates_its_arguments():
 @given(st.integers(1, 80), st.floats(0, 0.9), seeds)
 def test_train_val_split_partitions_the_examples(n, fraction, seed):
     x, y = _data(n)
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     if n_val == n:
         with pytest.raises(ValueError, match="leaves no training example"):
             train_val_split(x, y, fraction, rng=np.random.default_rng(seed))

@@ -79,7 +79,7 @@ def test_real_mnist_splits(mnist_dir):
 
 def test_data_dir_defaults_to_the_environment_variable(mnist_dir, monkeypatch):
     monkeypatch.setenv("FNLEARN_DATA_DIR", str(mnist_dir))
-    images, labels = mnist("test", download=False)
+    images, _ = mnist("test", download=False)
     assert images.shape == (10000, 28, 28)
 
 
@@ -87,7 +87,7 @@ def test_gunzipped_real_file_loads_and_a_changed_byte_is_caught(mnist_dir, tmp_p
     for name in datasets.MNIST_FILES["test"]:
         raw = gzip.decompress((mnist_dir / name).read_bytes())
         (tmp_path / name.removesuffix(".gz")).write_bytes(raw)
-    images, labels = mnist("test", tmp_path, download=False)
+    _, labels = mnist("test", tmp_path, download=False)
     np.testing.assert_array_equal(labels, mnist("test", mnist_dir, download=False)[1])
     path = tmp_path / "t10k-labels-idx1-ubyte"
     raw = bytearray(path.read_bytes())

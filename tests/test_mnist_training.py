@@ -79,12 +79,15 @@ def test_plots_without_matplotlib_is_a_clear_error(example, mnist_dir, tmp_path,
     assert "--plots needs matplotlib" in capsys.readouterr().err
 
 
+def strip(history):
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+
 def test_same_seed_same_run_and_another_seed_differs(example, mnist_dir):
     flags = ["--limit", "600", "--epochs", "2", "--hidden", "32,16", "--activation", "relu",
              "--dropout", "0.2", "--optimizer", "sgd", "--momentum", "0.9", "--l2", "1e-4"]
     first, second = run(example, mnist_dir, *flags), run(example, mnist_dir, *flags)
     other = run(example, mnist_dir, *flags, "--seed", "1")
-    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(first["history"]) == strip(second["history"])
     assert first["test_accuracy"] == second["test_accuracy"]
     for a, b in zip(fl.tree.tree_leaves(first["params"]), fl.tree.tree_leaves(second["params"])):

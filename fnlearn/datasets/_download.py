@@ -7,9 +7,9 @@ import os
 import sys
 import tempfile
 import urllib.request
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from ._idx import DatasetError, DownloadError, read_uncompressed, sha256_hex
+from ._idx import DatasetError, DownloadError, read_uncompressed
 
 __all__ = ["download_verified"]
 
