@@ -119,8 +119,7 @@ def softmax_cross_entropy(logits: Array, labels: Array, *,
         value = float(np.vdot(totals, np.log(sums))) - cross
         exps *= totals
         exps -= target.T * sums  # (softmax * totals - target), times sums
-    grad = np.empty_like(logits, order="C")
-    np.multiply(exps, np.divide(scale, sums, dtype=exps.dtype), out=grad.T)
+    grad = np.multiply(exps.T, np.divide(scale, sums, dtype=exps.dtype)[:, None], order="C")
     return value * scale, grad
 
 
