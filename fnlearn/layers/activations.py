@@ -56,8 +56,20 @@ def _elementwise(name: str, forward: Forward, backward: Backward) -> Layer:
 
 def Relu() -> Layer:
     """``max(x, 0)``; the derivative at 0 is taken as 0 (PyTorch and JAX agree)."""
-    return _elementwise("Relu", lambda x: np.maximum(x, 0.0),
-                        lambda x, y, dy: np.multiply(dy, x > 0.0))
+    return _elementwise("Relu", _relu, _relu_vjp)
+
+
+def _relu(x: Array) -> Array:
+    # Against an array of zeros np.maximum runs its SIMD loop; against the scalar 0.0 it is 2-2.5x
+    # slower (NumPy 2.x). The zeros are a private temporary, so they can take the result.
+    y = np.zeros(x.shape, x.dtype)
+    return np.maximum(x, y, out=y)
+
+
+def _relu_vjp(x: Array, y: Array, dy: Array) -> Array:
+    dx = (x > 0.0).astype(dy.dtype)  # a private float mask: float * float beats float * bool
+    dx *= dy
+    return dx
 
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
