@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "else ../shared/data/mnist beside the repository)")
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time (default), or this "
+                   "process's CPU time for A/B runs on a busy machine (use with --blas-threads 1 "
+                   "--frameworks none)")
+    p.add_argument("--blas-threads", type=int, default=None, help="limit BLAS to this many threads "
+                   "(threadpoolctl) for the whole run")
     p.add_argument("--baseline", default=None, help="also time the fnlearn of this checkout (e.g. a git "
                    "worktree of an older commit) as the contestant 'fnlearn@base'")
     p.add_argument("--samples", type=int, default=N_TRAIN, help="training examples to use (default 60000)")
@@ -153,12 +158,16 @@ def _memory_row(config: str, sizes: tuple[int, ...], batch: int, weights: list[n
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.time()
+    measure.use_clock(args.clock)
     names, missing = available_frameworks(args.frameworks)
     args.baseline_module = contestants.load_baseline(args.baseline) if args.baseline else None
     X, Y, data_note = load_data(args.synthetic, args.data_dir, args.samples)
     results: dict[str, Any] = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-                               "machine": measure.machine_info(), "data": data_note,
+                               "machine": measure.machine_info(), "data": data_note, "clock": args.clock,
                                "frameworks": measure.framework_versions(names), "missing": missing}
+    if args.blas_threads:  # after every import, so that every BLAS library loaded is limited
+        from threadpoolctl import threadpool_limits
+        args.blas_limit = threadpool_limits(args.blas_threads, user_api="blas")  # kept for the whole run
     results["configs"] = [bench_config(c, X, Y, names, args) for c in args.configs.split(",")]
     if "overhead" not in args.skip:
         results["overhead_us"] = overhead.measure(names, target_seconds=0.02 if args.quick else 0.05)
@@ -184,7 +193,7 @@ def render(results: dict[str, Any]) -> str:
                                   f"({b['file']})" for b in results["blas"]),
              "frameworks: " + (", ".join(f"{k} {v}" for k, v in results["frameworks"].items()) or "none")
              + "".join(f"; {k} {v}" for k, v in results["missing"].items()),
-             f"data: {results['data']}", ""]
+             f"data: {results['data']}; clock: {results['clock']}", ""]
     for c in results["configs"]:
         agree = ", ".join(f"{k} {v:.1e}" for k, v in c["max_weight_difference_from_numpy"].items())
         parts.append(f"{c['config']}: weights after the warm-up steps, max |difference| from numpy: {agree}")
