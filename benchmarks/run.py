@@ -53,10 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time (default), or this "
-                   "process's CPU time for A/B runs on a busy machine (use with --blas-threads 1 "
+                   "process's CPU time for A/B runs on a busy machine (use with --threads 1 "
                    "--frameworks none)")
-    p.add_argument("--blas-threads", type=int, default=None, help="limit BLAS to this many threads "
-                   "(threadpoolctl) for the whole run")
+    p.add_argument("--threads", type=int, default=None, help="limit every contestant to this many "
+                   "threads: BLAS (threadpoolctl), torch.set_num_threads, XLA's CPU thread pool")
     p.add_argument("--baseline", default=None, help="also time the fnlearn of this checkout (e.g. a git "
                    "worktree of an older commit) as the contestant 'fnlearn@base'")
     p.add_argument("--samples", type=int, default=N_TRAIN, help="training examples to use (default 60000)")
@@ -93,18 +93,28 @@ def load_data(synthetic: bool, data_dir: str | None, samples: int) -> tuple[np.n
     return X, rng.integers(0, 10, samples), f"random data of MNIST's shape ({why})"
 
 
-def available_frameworks(wanted: str) -> tuple[list[str], dict[str, str]]:
+def available_frameworks(wanted: str, threads: int | None = None) -> tuple[list[str], dict[str, str]]:
     """The frameworks that import, and why each missing one is missing."""
     names, missing = [], {}
     for name in [w.strip() for w in wanted.split(",") if w.strip() and w.strip() != "none"]:
         if name == "jax":
             os.environ.setdefault("JAX_PLATFORMS", "cpu")
+            if threads:  # must be set before jax is imported
+                os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
+                                           f"false intra_op_parallelism_threads={threads}").strip()
         try:
             __import__(name)
             names.append(name)
         except ImportError as err:
             missing[name] = f"not installed ({err})"
     return names, missing
+
+
+def limit_threads(n: int, frameworks: list[str]) -> None:
+    """Limit PyTorch's intra-op threads to ``n`` (XLA's are set by ``available_frameworks``)."""
+    if "torch" in frameworks:
+        import torch
+        torch.set_num_threads(n)
 
 
 def bench_config(config: str, X: np.ndarray, Y: np.ndarray, names: list[str],
@@ -159,15 +169,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.time()
     measure.use_clock(args.clock)
-    names, missing = available_frameworks(args.frameworks)
+    names, missing = available_frameworks(args.frameworks, args.threads)
     args.baseline_module = contestants.load_baseline(args.baseline) if args.baseline else None
     X, Y, data_note = load_data(args.synthetic, args.data_dir, args.samples)
     results: dict[str, Any] = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                                "machine": measure.machine_info(), "data": data_note, "clock": args.clock,
-                               "frameworks": measure.framework_versions(names), "missing": missing}
-    if args.blas_threads:  # after every import, so that every BLAS library loaded is limited
+                               "missing": missing}
+    if args.threads:  # after every import, so that every BLAS library loaded is limited
         from threadpoolctl import threadpool_limits
-        args.blas_limit = threadpool_limits(args.blas_threads, user_api="blas")  # kept for the whole run
+        limit_threads(args.threads, names)
+        args.blas_limit = threadpool_limits(args.threads, user_api="blas")  # kept for the whole run
+    results["frameworks"] = measure.framework_versions(names)
     results["configs"] = [bench_config(c, X, Y, names, args) for c in args.configs.split(",")]
     if "overhead" not in args.skip:
         results["overhead_us"] = overhead.measure(names, target_seconds=0.02 if args.quick else 0.05)
