@@ -6,10 +6,19 @@ downloaded into ~/.cache/fnlearn/mnist):
     python examples/mnist_mlp.py                      # sigmoid 784-128-10, cross-entropy, SGD
     python examples/mnist_mlp.py --loss mse --lr 2    # the same network trained with MSE
     python examples/mnist_mlp.py --activation relu --optimizer adam --lr 1e-3 --epochs 20 --plots plots
+    python examples/mnist_mlp.py --epochs 5 --save run.npz && python examples/mnist_mlp.py --epochs 10 --resume run.npz
+    mpiexec -n 2 python examples/mnist_mlp.py          # data-parallel: each rank takes half of every batch
 
 Each epoch prints the loss and accuracy on the training and validation sets; the run ends with the test
 accuracy and the wall time. The same --seed gives the same run. ``main(argv)`` returns the results as a
 dict, so tests run the script in-process.
+
+``--save`` writes a checkpoint (params, optimizer state, random generators, history) after every epoch,
+atomically; ``--resume`` continues from one, giving bit-identical results to a run without the stop.
+A non-finite loss stops the run with the first parameter or gradient path that holds NaN or inf.
+Under ``mpiexec -n N`` (with the ``mpi`` extra) every rank takes its share of each global batch and the
+gradients are averaged, so the run matches one process up to summation order; only rank 0 prints,
+saves and plots.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import fnlearn as fl
-from fnlearn import datasets
+from fnlearn import checkpoint, datasets, debug
 from fnlearn.data import batches, one_hot, train_val_split
 from fnlearn.metrics import accuracy, confusion_matrix
 
@@ -79,6 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plots", default=None, metavar="DIR", help="write accuracy.png, confusion_matrix.png")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use only N training examples")
     p.add_argument("--quiet", action="store_true", help="print only the final results")
+    p.add_argument("--save", default=None, metavar="PATH", help="write a checkpoint after every epoch")
+    p.add_argument("--resume", default=None, metavar="PATH", help="continue from a checkpoint of --save")
     args = p.parse_args(argv)
     if args.plots is not None and not _have_matplotlib():
         p.error("--plots needs matplotlib, which is not installed: pip install matplotlib "
@@ -86,6 +97,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.batch_size < 1 or args.epochs < 1 or (args.limit is not None and args.limit < 2):
         p.error("--batch-size and --epochs must be positive and --limit at least 2")
     return args
+
+
+def _distributed() -> Any:
+    """``fnlearn.distributed`` when started by mpiexec with more than one rank, else None."""
+    launched = any(os.environ.get(v) for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"))
+    if not launched:
+        return None
+    from fnlearn import distributed
+    return distributed if distributed.size() > 1 else None
+
+
+DIST = _distributed()
+IS_ROOT = DIST is None or DIST.is_root()
 
 
 def _have_matplotlib() -> bool:
@@ -188,6 +212,9 @@ def train_epoch(step: Callable[..., Any], params: Any, state: Any, data: tuple[n
     shuffle_rng, dropout_rng = rngs
     losses = []
     for xb, yb in batches(*data, args.batch_size, rng=shuffle_rng):
+        if DIST is not None:  # every rank draws the same global batch and takes its share
+            part = DIST.shard(len(xb))
+            xb, yb = xb[part], yb[part]
         params, state, value = step(params, state, xb, yb, dropout_rng)
         losses.append(value)
         if bar is not None:
@@ -200,14 +227,23 @@ def train_epoch(step: Callable[..., Any], params: Any, state: Any, data: tuple[n
 def make_step(model: fl.Layer, loss: Callable[..., Any], encode: Callable[[np.ndarray], np.ndarray],
               opt: fl.optim.Optimizer) -> Callable[..., Any]:
     """``step(params, state, xb, yb, rng) -> (params, state, loss)``: one optimizer update."""
-    value_and_grad = fl.value_and_grad(model.apply, loss)
+    value_and_grad = (DIST.value_and_grad if DIST is not None else fl.value_and_grad)(model.apply, loss)
 
     def step(params: Any, state: Any, xb: np.ndarray, yb: np.ndarray, rng: np.random.Generator):
         value, grads = value_and_grad(params, xb, encode(yb), rng=rng, train=True)
+        if not math.isfinite(value):
+            raise debug.NonFiniteError(_divergence(value, grads, params))
         updates, state = opt.update(grads, state, params)
         return fl.optim.apply_updates(params, updates), state, value
 
     return step
+
+
+def _divergence(value: float, grads: Any, params: Any) -> str:
+    where = [f"first non-finite {what} at '{path}'" for what, tree in (("gradient", grads), ("parameter", params))
+             if (path := debug.find_nonfinite(tree)) is not None]
+    return (f"the training loss became {value}" + (f" ({'; '.join(where)})" if where else "")
+            + ". The run diverged: lower --lr, add --momentum 0 or a --schedule, or check the data.")
 
 
 def _epoch_line(epoch: int, epochs: int, record: dict[str, Any]) -> str:
@@ -220,13 +256,19 @@ def _epoch_line(epoch: int, epochs: int, record: dict[str, Any]) -> str:
 
 def fit(model: fl.Layer, params: Any, data: dict[str, Any], args: argparse.Namespace,
         rngs: tuple[np.random.Generator, np.random.Generator]) -> tuple[Any, list[dict[str, Any]]]:
-    """Train for ``args.epochs`` epochs; after each, evaluate on the training and validation sets."""
+    """Train until epoch ``args.epochs``; after each, evaluate on the training and validation sets.
+
+    With ``--resume`` the params, optimizer state, generators and history come from the checkpoint;
+    with ``--save`` a checkpoint is written after every epoch.
+    """
     loss, encode = make_loss(args)
     steps_per_epoch = math.ceil(len(data["train"][0]) / args.batch_size)
     opt = make_optimizer(args, args.epochs * steps_per_epoch)
-    step, state, progress = make_step(model, loss, encode, opt), opt.init(params), Progress(args.quiet)
-    history = []
-    for epoch in range(1, args.epochs + 1):
+    step, state, progress = make_step(model, loss, encode, opt), opt.init(params), Progress(args.quiet or not IS_ROOT)
+    history: list[dict[str, Any]] = []
+    if args.resume is not None:
+        params, state, rngs, history = resume(args, params, state, rngs)
+    for epoch in range(len(history) + 1, args.epochs + 1):
         start = time.perf_counter()
         bar = progress.bar(steps_per_epoch, f"epoch {epoch}/{args.epochs}")
         params, state, batch_loss = train_epoch(step, params, state, data["train"], args, rngs, bar)
@@ -241,7 +283,42 @@ def fit(model: fl.Layer, params: Any, data: dict[str, Any], args: argparse.Names
         record["seconds"] = time.perf_counter() - start
         history.append(record)
         progress.print(_epoch_line(epoch, args.epochs, record))
+        if args.save is not None and IS_ROOT:
+            checkpoint.save(args.save, {"params": params, "opt_state": state,
+                                        "rngs": [checkpoint.generator_state(r) for r in rngs]},
+                            metadata={"config": _run_config(args), "history": history})
     return params, history
+
+
+# Everything that shapes a run except its length: a checkpoint only resumes the run it came from.
+_RESUME_KEYS = ("hidden", "activation", "init", "loss", "mse_output", "optimizer", "lr", "schedule",
+                "momentum", "l2", "dropout", "batch_size", "val_fraction", "seed", "limit")
+
+
+def _run_config(args: argparse.Namespace) -> dict[str, Any]:
+    config = {k: getattr(args, k) for k in _RESUME_KEYS}
+    config["hidden"] = list(config["hidden"])
+    if args.schedule != "constant":  # the schedule spans the whole run, so its length matters
+        config["epochs"] = args.epochs
+    return config
+
+
+def resume(args: argparse.Namespace, params: Any, state: Any,
+           rngs: tuple[np.random.Generator, ...]) -> tuple[Any, Any, tuple[np.random.Generator, ...], list]:
+    """Load ``args.resume`` against templates of this run; refuse a checkpoint of another configuration."""
+    meta = checkpoint.load_metadata(args.resume) or {}
+    if meta.get("config") != _run_config(args):
+        theirs = meta.get("config") or {}
+        diff = {k: (theirs.get(k), v) for k, v in _run_config(args).items() if theirs.get(k) != v}
+        sys.exit(f"mnist_mlp: {args.resume} comes from another configuration (checkpoint vs now: {diff}); "
+                 "resume with the same flags, changing only --epochs.")
+    like = {"params": params, "opt_state": state, "rngs": [checkpoint.generator_state(r) for r in rngs]}
+    saved = checkpoint.load(args.resume, like=like)
+    history = meta["history"]
+    if len(history) >= args.epochs:
+        sys.exit(f"mnist_mlp: {args.resume} has {len(history)} epochs already; ask for more with --epochs.")
+    return (saved["params"], saved["opt_state"],
+            tuple(checkpoint.generator_from_state(r) for r in saved["rngs"]), history)
 
 
 def save_plots(directory: str, history: list[dict[str, Any]], matrix: np.ndarray,
@@ -288,20 +365,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     start = time.perf_counter()
     split_rng, init_rng, shuffle_rng, dropout_rng = np.random.default_rng(args.seed).spawn(4)
+    if DIST is not None:  # the same batches everywhere, but each rank's own dropout noise
+        dropout_rng = dropout_rng.spawn(DIST.size())[DIST.rank()]
     data = load_data(args, split_rng)
     model = build_model(args)
     params = model.init(init_rng, (-1, data["train"][0].shape[1]))
-    params, history = fit(model, params, data, args, (shuffle_rng, dropout_rng))
+    if DIST is not None:
+        params = DIST.broadcast(params)
+    try:
+        params, history = fit(model, params, data, args, (shuffle_rng, dropout_rng))
+    except debug.NonFiniteError as err:
+        sys.exit(f"mnist_mlp: {err}")
     loss, encode = make_loss(args)
     test_loss, predicted = evaluate(model.apply, params, *data["test"], loss, encode)
     test_accuracy = accuracy(data["test"][1], predicted)
     matrix = confusion_matrix(data["test"][1], predicted, num_classes=NUM_CLASSES)
     seconds = time.perf_counter() - start
-    print(f"test loss {test_loss:.4f}  test accuracy {100 * test_accuracy:.2f}%  wall time {seconds:.1f} s")
-    plots = save_plots(args.plots, history, matrix, test_accuracy) if args.plots is not None else []
+    plots = []
+    if IS_ROOT:
+        print(f"test loss {test_loss:.4f}  test accuracy {100 * test_accuracy:.2f}%  wall time {seconds:.1f} s")
+        plots = save_plots(args.plots, history, matrix, test_accuracy) if args.plots is not None else []
     return {"config": vars(args), "history": history, "test_loss": test_loss, "test_accuracy": test_accuracy,
             "confusion_matrix": matrix, "params": params, "seconds": seconds, "plots": plots}
 
 
 if __name__ == "__main__":
-    main()
+    if DIST is None:
+        main()
+    else:
+        with DIST.abort_on_error():
+            main()
