@@ -619,9 +619,6 @@ def test_read_idx_refuses_truncated_files(cut, gz):
         assert_clear_error(lambda: datasets.read_idx(path), os.path.basename(path), datasets.DatasetError)
 
 
-@pytest.mark.xfail(strict=True, reason="parse_idx computes the element count with np.prod in int64, "
-                   "which wraps: dimensions 65536^4 need 'zero' bytes and then reshape fails with a "
-                   "bare ValueError (fnlearn/datasets/_idx.py)")
 def test_parse_idx_refuses_dimensions_whose_size_overflows():
     raw = bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4
     assert_clear_error(lambda: datasets.parse_idx(raw, "x.idx"), "x.idx", datasets.DatasetError)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 
@@ -88,7 +89,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> Array:
                            f"got {len(data)} bytes.")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = _IDX_DTYPES[code]
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(int(d) for d in dims) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "longer than its header says"
         raise DatasetError(f"{name} is {kind}: dimensions {dims} of {dtype.name} need {expected} bytes, "
