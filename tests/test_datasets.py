@@ -244,3 +244,22 @@ def test_plain_progress_without_tqdm(server, fake, tmp_path, monkeypatch, capsys
     mnist("test", tmp_path, mirrors=(server + "/good/",), sha256=fake[1], progress=True)
     err = capsys.readouterr().err
     assert "t10k-images-idx3-ubyte.gz: 100%" in err
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_memory(tmp_path):
+    from fnlearn.datasets._idx import read_uncompressed
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(bytes(10_000)))
+    assert read_uncompressed(path) == bytes(10_000)
+    with pytest.raises(datasets.DatasetError, match="expands to more than 1000 bytes"):
+        read_uncompressed(path, max_bytes=1000)
+
+
+def test_multi_member_gzip_files_are_read_whole_and_truncation_is_caught(tmp_path):
+    from fnlearn.datasets._idx import read_uncompressed
+    path = tmp_path / "two.gz"
+    path.write_bytes(gzip.compress(b"abc") + gzip.compress(b"def"))
+    assert read_uncompressed(path) == b"abcdef"
+    path.write_bytes(gzip.compress(bytes(5000))[:-12])
+    with pytest.raises(datasets.DatasetError, match="truncated"):
+        read_uncompressed(path)

@@ -6,7 +6,6 @@ uint32 dimensions, then exactly ``prod(dims)`` big-endian items of the given dty
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import math
 import os
@@ -38,22 +37,43 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_uncompressed(path: str | os.PathLike[str]) -> bytes:
+MAX_UNCOMPRESSED = 1 << 30
+"""The most bytes a gzipped IDX file may expand to (1 GiB; MNIST's largest is 47 MB): a gzip bomb
+in the data directory is an error, not an exhausted memory."""
+
+
+def read_uncompressed(path: str | os.PathLike[str], *, max_bytes: int = MAX_UNCOMPRESSED) -> bytes:
     """The content of ``path``, gunzipped when it starts with the gzip magic bytes.
 
     Raises:
-        DatasetError: the gzip stream is truncated or corrupt (the message names the file).
+        DatasetError: the gzip stream is truncated or corrupt, or expands past ``max_bytes`` (the
+            message names the file).
     """
     with open(path, "rb") as f:
         raw = f.read()
     if not raw.startswith(_GZIP_MAGIC):
         return raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
+        return _gunzip(raw, max_bytes, os.fspath(path))
+    except zlib.error as e:
         raise DatasetError(
-            f"{os.fspath(path)} is not a valid gzip file ({e}); it is probably truncated or corrupt. "
+            f"{os.fspath(path)} is not a valid gzip file ({e}); it is probably corrupt. "
             "Delete it and load again to download a fresh copy.") from e
+
+
+def _gunzip(raw: bytes, max_bytes: int, name: str) -> bytes:
+    out, data = bytearray(), raw
+    while data:  # one pass per gzip member; each member's CRC is checked at its end
+        member = zlib.decompressobj(wbits=31)
+        out += member.decompress(data, max_bytes + 1 - len(out))
+        if len(out) > max_bytes:
+            raise DatasetError(f"{name} expands to more than {max_bytes} bytes; it is not an IDX file "
+                               "of a data set this loader knows. Delete it.")
+        if not member.eof:
+            raise DatasetError(f"{name} is not a valid gzip file (the stream ends early); it is "
+                               "probably truncated. Delete it and load again to download a fresh copy.")
+        data = member.unused_data
+    return bytes(out)
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> Array:
