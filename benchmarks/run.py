@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="steps per timed epoch (default: a full epoch)")
     p.add_argument("--epochs-fraction", type=float, default=1.0, help="time this fraction of an epoch")
     p.add_argument("--quick", action="store_true", help="3 rounds of a tenth of an epoch")
+    p.add_argument("--round-seconds", type=float, default=25.0, help="cap the steps so that one round "
+                   "of all contestants takes about this long (default 25; the output shows the steps)")
     p.add_argument("--frameworks", default="torch,jax", help="which of torch,jax to include ('none': neither)")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: infer,overhead,memory")
     p.add_argument("--synthetic", action="store_true", help="use random data of MNIST's shape")
@@ -127,8 +129,13 @@ def bench_config(config: str, X: np.ndarray, Y: np.ndarray, names: list[str],
     cs = [contestants.BUILDERS[n](weights, X, Y, batch, args.lr) for n in ["floor", "fnlearn", "numpy"] + names]
     if args.baseline_module is not None:
         cs.insert(2, contestants.fnlearn_mlp(weights, X, Y, batch, args.lr, args.baseline_module, "fnlearn@base"))
+    warm = min(steps, 3)
     for c in cs:
-        c.train(min(steps, 3))  # warm-up (and JAX's compilation); every contestant does the same steps
+        c.train(1)  # warm-up (and JAX's compilation); every contestant does the same steps
+    per_step = sum(measure.interleaved({c.name: partial(c.train, warm - 1 or 1) for c in cs}, 1)[c.name][0]
+                   for c in cs) / max(warm - 1, 1)
+    if per_step * steps > args.round_seconds:
+        steps = max(1, int(args.round_seconds / per_step))  # keep a round (all contestants) short
     result: dict[str, Any] = {"config": config, "steps": steps, "batch": batch,
                               "max_weight_difference_from_numpy": contestants.agree(cs)}
     times = measure.interleaved({c.name: partial(c.train, steps) for c in cs}, args.repeats)
