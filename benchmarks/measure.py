@@ -127,7 +127,9 @@ def framework_versions(names: list[str]) -> dict[str, str]:
     out = {}
     if "torch" in names:
         import torch
-        out["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+        blas = next((part.split("=", 1)[1] for part in torch.__config__.show().replace(",", " ").split()
+                     if part.startswith("BLAS_INFO=")), "unknown")
+        out["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads, BLAS {blas})"
     if "jax" in names:
         import jax
         out["jax"] = f"{jax.__version__} ({jax.default_backend()})"
