@@ -1,15 +1,15 @@
-"""docs/optim.md: the "Writing a new rule" block runs and prints what the document says."""
+"""README.md: the "Writing a new rule" block runs and prints what the README says."""
 
 import contextlib
 import io
 import re
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "optim.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _section(text: str, title: str) -> str:
-    start = text.index(f"## {title}")
+    start = text.index(f"### {title}")
     end = text.find("\n## ", start + 1)
     return text[start:end if end != -1 else None]
 
