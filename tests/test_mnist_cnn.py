@@ -35,16 +35,19 @@ def test_default_cnn_model_trains_one_step(example):
     assert all(g.dtype == np.float32 for g in fl.tree.tree_leaves(grads))
 
 
-@pytest.mark.parametrize("extra", [[], ["--batch-norm", "--dropout", "0.2", "--padding", "same"]])
+@pytest.mark.parametrize("extra", [["--plots", "PLOTS"],
+                                   ["--batch-norm", "--dropout", "0.2", "--padding", "valid"]])
 def test_example_runs_one_epoch_on_a_subset(example, mnist_dir, extra, tmp_path, capsys):
     argv = ["--data-dir", str(mnist_dir), "--limit", "300", "--epochs", "1", "--channels", "4,8",
-            "--hidden", "16", "--batch-size", "50", "--quiet", *extra]
+            "--hidden", "16", "--batch-size", "50", "--quiet",
+            *[str(tmp_path) if a == "PLOTS" else a for a in extra]]
     first = example.main(argv)
     assert 0.0 <= first["test_accuracy"] <= 1.0 and first["history"][0]["val_accuracy"] is not None
     assert first["confusion_matrix"].sum() == 10000
     assert (first["state"] is not None) == ("--batch-norm" in extra)
     assert "test accuracy" in capsys.readouterr().out
-    if not extra:
+    if "--plots" in extra:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["accuracy.png", "confusion_matrix.png"]
         return
     second = example.main(argv)
     assert second["test_loss"] == first["test_loss"]  # the same seed gives the same run
