@@ -74,8 +74,9 @@ def test_correct_fnlearn_layers_never_fail(name):
 
 
 @settings(max_examples=EXAMPLES)
-@given(case=fst.layer_cases(fl.BatchNorm, feature_shape=st.tuples(dims), batch=st.integers(2, 4)))
+@given(case=fst.layer_cases(fl.BatchNorm, feature_shape=st.tuples(dims), batch=st.integers(3, 4)))
 def test_batchnorm_in_training_mode_passes_without_batch_properties(case):
+    # Batch statistics of two values give +-1 whatever they are: no float32 digits to compare (README).
     case.check_layer(train=True, batch_properties=False)
 
 
