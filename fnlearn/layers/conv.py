@@ -50,6 +50,17 @@ def _check_input(name: str, params: Params, x: Array, kernel: tuple[int, int],
     return w, b
 
 
+def _hyperparams(kind: str, out_channels: Any, kernel_size: Any, stride: Any, dilation: Any,
+                 padding: Any, w_init: Initializer | None) -> tuple[Any, ...]:
+    """The checked hyperparameters shared by Conv2D and ConvTranspose2D, and the layer's name."""
+    if isinstance(out_channels, bool) or not isinstance(out_channels, (int, np.integer)) or out_channels <= 0:
+        raise ValueError(f"{kind}: out_channels must be a positive int, got {out_channels!r}.")
+    name = f"{kind}({int(out_channels)}, {kernel_size!r})"
+    return (name, int(out_channels), _windows.pair(name, "kernel_size", kernel_size),
+            _windows.pair(name, "stride", stride), _windows.pair(name, "dilation", dilation),
+            _windows.padding_spec(name, padding), lecun_normal() if w_init is None else w_init)
+
+
 def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any = 1,
            padding: Any = "valid", dilation: Any = 1, w_init: Initializer | None = None,
            b_init: Initializer = zeros) -> Layer:
@@ -84,15 +95,8 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         >>> dparams["w"].shape, dx.shape
         ((3, 3, 1, 4), (2, 8, 8, 1))
     """
-    if not isinstance(out_channels, (int, np.integer)) or out_channels <= 0:
-        raise ValueError(f"Conv2D: out_channels must be a positive int, got {out_channels!r}.")
-    out_channels = int(out_channels)
-    name = f"Conv2D({out_channels}, {kernel_size!r})"
-    kernel = _windows.pair(name, "kernel_size", kernel_size)
-    strides = _windows.pair(name, "stride", stride)
-    dilations = _windows.pair(name, "dilation", dilation)
-    pad_spec = _windows.padding_spec(name, padding)
-    w_init = lecun_normal() if w_init is None else w_init
+    name, out_channels, kernel, strides, dilations, pad_spec, w_init = _hyperparams(
+        "Conv2D", out_channels, kernel_size, stride, dilation, padding, w_init)
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
         shape = _check_nhwc(name, input_shape)
@@ -152,15 +156,8 @@ def ConvTranspose2D(out_channels: int, kernel_size: int | tuple[int, int], *, st
         >>> y.shape, vjp(np.ones_like(y))[1].shape
         ((1, 8, 8, 3), (1, 4, 4, 5))
     """
-    if not isinstance(out_channels, (int, np.integer)) or out_channels <= 0:
-        raise ValueError(f"ConvTranspose2D: out_channels must be a positive int, got {out_channels!r}.")
-    out_channels = int(out_channels)
-    name = f"ConvTranspose2D({out_channels}, {kernel_size!r})"
-    kernel = _windows.pair(name, "kernel_size", kernel_size)
-    strides = _windows.pair(name, "stride", stride)
-    dilations = _windows.pair(name, "dilation", dilation)
-    pad_spec = _windows.padding_spec(name, padding)
-    w_init = lecun_normal() if w_init is None else w_init
+    name, out_channels, kernel, strides, dilations, pad_spec, w_init = _hyperparams(
+        "ConvTranspose2D", out_channels, kernel_size, stride, dilation, padding, w_init)
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
         shape = _check_nhwc(name, input_shape)
