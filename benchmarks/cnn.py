@@ -75,8 +75,11 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="limit BLAS and torch to N threads")
     args = p.parse_args(argv)
     if args.threads:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(args.threads)
+        except ImportError:
+            print("threadpoolctl is not installed: BLAS keeps its default threads (pip install threadpoolctl)")
     rng = np.random.default_rng(0)
     x = rng.random((args.batch_size * args.steps, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, len(x))

@@ -38,6 +38,8 @@ def test_default_cnn_model_trains_one_step(example):
 @pytest.mark.parametrize("extra", [["--plots", "PLOTS"],
                                    ["--batch-norm", "--dropout", "0.2", "--padding", "valid"]])
 def test_example_runs_one_epoch_on_a_subset(example, mnist_dir, extra, tmp_path, capsys):
+    if "--plots" in extra:
+        pytest.importorskip("matplotlib", reason="--plots needs matplotlib: pip install -e '.[examples]'")
     argv = ["--data-dir", str(mnist_dir), "--limit", "300", "--epochs", "1", "--channels", "4,8",
             "--hidden", "16", "--batch-size", "50", "--quiet",
             *[str(tmp_path) if a == "PLOTS" else a for a in extra]]

@@ -1,6 +1,7 @@
 """examples/mnist_mlp.py as a user runs it: stop and resume bit-identically in a new process, stop with
 a clear message when training diverges, and run unchanged under mpiexec with two ranks."""
 
+import importlib.util
 import os
 import re
 import shutil
@@ -62,7 +63,8 @@ def test_divergence_stops_with_the_first_non_finite_path(mnist_dir):
     assert "lower --lr" in message
 
 
-@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec is not installed (the `mpi` extra)")
+@pytest.mark.skipif(shutil.which("mpiexec") is None or importlib.util.find_spec("mpi4py") is None,
+                    reason="mpi4py or mpiexec is not installed (the `mpi` extra)")
 def test_runs_unchanged_under_mpiexec_with_the_same_result(mnist_dir):
     flags = ["--limit", "2000", "--epochs", "2"]
     one = run(mnist_dir, *flags)
