@@ -210,6 +210,26 @@ def map_leaves(name: str, f: Callable[..., Any], grads: PyTree, *trees: PyTree, 
         raise _explain(name, grads, ordered, (("params",) if params is not None else ()) + names) from None
 
 
+def moment_transform(name: str, keys: tuple[str, ...], leaf: Callable[..., Any],
+                     init: Callable[[Params], OptState]) -> Optimizer:
+    """A transform whose state is only per-leaf moment trees ``{key: tree}``, one per entry of ``keys``.
+
+    ``leaf(g, *moments, p=None) -> (u, *new_moments)`` is the per-array rule (moments in ``keys``
+    order); ``update`` checks the state's keys, walks all trees once with :func:`map_leaves` and
+    returns ``(updates, {key: new tree})``.
+    """
+    state_keys = frozenset(keys)
+    labels = tuple(f"state['{k}']" for k in keys)
+
+    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        check_state(f"{name}.update", state, state_keys)
+        u, *moments = map_leaves(f"{name}.update", leaf, grads, *[state[k] for k in keys], params=params,
+                                 labels=labels, n_out=len(keys) + 1)
+        return u, dict(zip(keys, moments))
+
+    return Optimizer(init, update)
+
+
 def _add_leaf(p: Any, u: Any) -> Any:
     return p + u
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import Optimizer, OptState, Updates, check_hyper, check_state, map_leaves
+from ._base import (Optimizer, OptState, Updates, check_hyper, check_state, map_leaves,
+                    moment_transform)
 
 __all__ = ["scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_nadam", "scale_by_rms",
            "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion"]
@@ -219,15 +220,7 @@ def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 
         v = _ema(v, g * g, decay)
         return g / _root(v.copy(), 0.0, eps), v
 
-    state_keys = frozenset({"nu"})
-
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
-        check_state("scale_by_rms.update", state, state_keys)
-        u, nu = map_leaves("scale_by_rms.update", leaf, grads, state["nu"], params=params,
-                           labels=("state['nu']",), n_out=2)
-        return u, {"nu": nu}
-
-    return Optimizer(lambda params: _zeros(params, "nu", fill=initial_scale), update)
+    return moment_transform("scale_by_rms", ('nu',), leaf, lambda params: _zeros(params, "nu", fill=initial_scale))
 
 
 def scale_by_stddev(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 0.0) -> Optimizer:
@@ -250,16 +243,7 @@ def scale_by_stddev(decay: float = 0.99, eps: float = 1e-8, initial_scale: float
         m, v = _ema(m, g, decay), _ema(v, g * g, decay)
         return g / _root(v - m * m, 0.0, eps), m, v
 
-    state_keys = frozenset({"mu", "nu"})
-
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
-        check_state("scale_by_stddev.update", state, state_keys)
-        u, mu, nu = map_leaves("scale_by_stddev.update", leaf, grads, state["mu"], state["nu"],
-                               params=params, labels=("state['mu']", "state['nu']"), n_out=3)
-        return u, {"mu": mu, "nu": nu}
-
-    return Optimizer(lambda params: {**_zeros(params, "mu"), **_zeros(params, "nu", fill=initial_scale)},
-                     update)
+    return moment_transform("scale_by_stddev", ('mu', 'nu'), leaf, lambda params: {**_zeros(params, "mu"), **_zeros(params, "nu", fill=initial_scale)})
 
 
 def scale_by_rss(initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> Optimizer:
@@ -281,15 +265,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> 
         s = s + g * g
         return g / _root(s.copy(), 0.0, eps), s
 
-    state_keys = frozenset({"sum_of_squares"})
-
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
-        check_state("scale_by_rss.update", state, state_keys)
-        u, sums = map_leaves("scale_by_rss.update", leaf, grads, state["sum_of_squares"], params=params,
-                             labels=("state['sum_of_squares']",), n_out=2)
-        return u, {"sum_of_squares": sums}
-
-    return Optimizer(lambda params: _zeros(params, "sum_of_squares", fill=start), update)
+    return moment_transform("scale_by_rss", ('sum_of_squares',), leaf, lambda params: _zeros(params, "sum_of_squares", fill=start))
 
 
 def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Optimizer:
@@ -314,15 +290,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> Optimizer:
         u *= g
         return u, e_g, _ema(e_x, u * u, rho)
 
-    state_keys = frozenset({"e_g", "e_x"})
-
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
-        check_state("scale_by_adadelta.update", state, state_keys)
-        u, e_g, e_x = map_leaves("scale_by_adadelta.update", leaf, grads, state["e_g"], state["e_x"],
-                                 params=params, labels=("state['e_g']", "state['e_x']"), n_out=3)
-        return u, {"e_g": e_g, "e_x": e_x}
-
-    return Optimizer(lambda params: _zeros(params, "e_g", "e_x"), update)
+    return moment_transform("scale_by_adadelta", ('e_g', 'e_x'), leaf, lambda params: _zeros(params, "e_g", "e_x"))
 
 
 def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> Optimizer:
@@ -344,12 +312,4 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> Optimizer:
     def leaf(g: Any, m: Any, p: Any = None) -> tuple[Any, Any]:
         return np.sign(_ema(m, g, b1)), _ema(m, g, b2)
 
-    state_keys = frozenset({"mu"})
-
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
-        check_state("scale_by_lion.update", state, state_keys)
-        u, mu = map_leaves("scale_by_lion.update", leaf, grads, state["mu"], params=params,
-                           labels=("state['mu']",), n_out=2)
-        return u, {"mu": mu}
-
-    return Optimizer(lambda params: _zeros(params, "mu"), update)
+    return moment_transform("scale_by_lion", ('mu',), leaf, lambda params: _zeros(params, "mu"))

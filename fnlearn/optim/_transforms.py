@@ -13,7 +13,7 @@ import numpy as np
 from .. import tree as _tree
 from .._types import Params
 from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_state, map_leaves,
-                    resolve)
+                    moment_transform, resolve)
 
 __all__ = ["identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_by_schedule", "trace",
            "add_decayed_weights", "clip", "clip_by_global_norm", "scale_by_trust_ratio"]
@@ -150,18 +150,8 @@ def trace(decay: float, nesterov: bool = False) -> Optimizer:
         u += g
         return u, t
 
-    def init(params: Params) -> OptState:
-        return {"trace": _tree.tree_zeros_like(params)}
-
-    state_keys = frozenset({"trace"})
-
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
-        check_state("trace.update", state, state_keys)
-        u, t = map_leaves("trace.update", leaf, grads, state["trace"], params=params,
-                          labels=("state['trace']",), n_out=2)
-        return u, {"trace": t}
-
-    return Optimizer(init, update)
+    return moment_transform("trace", ("trace",), leaf,
+                            lambda params: {"trace": _tree.tree_zeros_like(params)})
 
 
 def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Optimizer:
