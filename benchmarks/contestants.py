@@ -40,10 +40,12 @@ def initial_weights(sizes: tuple[int, ...], seed: int = 0) -> list[np.ndarray]:
 
 
 def fnlearn_mlp(weights: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch: int,
-                lr: float, fl: Any = None, name: str = "fnlearn") -> Contestant:
-    """fnlearn as its README shows it: ``value_and_grad`` + ``optim.sgd`` + ``apply_updates``.
+                lr: float, fl: Any = None, name: str = "fnlearn", fused: bool = True) -> Contestant:
+    """fnlearn as its README shows it: ``fl.train_step(model.apply, loss, optim.sgd(lr))``; with
+    ``fused=False`` the same step spelled out: ``value_and_grad`` + ``optim.sgd`` + ``apply_updates``.
 
-    ``fl`` is the package to use (default: ``import fnlearn``; another checkout for ``--baseline``).
+    ``fl`` is the package to use (default: ``import fnlearn``; another checkout for ``--baseline``,
+    which is timed unfused when it has no ``train_step``).
     """
     if fl is None:
         import fnlearn as fl
@@ -58,10 +60,15 @@ def fnlearn_mlp(weights: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch: 
     grad_fn = fl.value_and_grad(model.apply, fl.losses.softmax_cross_entropy)
     opt = fl.optim.sgd(lr)
 
-    def train_step(params, opt_state, x, y):
+    def unfused_step(params, opt_state, x, y):
         loss, grads = grad_fn(params, x, y)
         updates, opt_state = opt.update(grads, opt_state, params)
         return fl.optim.apply_updates(params, updates), opt_state, loss
+
+    if fused and hasattr(fl, "train_step"):
+        train_step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
+    else:
+        train_step = unfused_step
 
     box = {"params": params, "state": opt.init(params)}
 
@@ -266,7 +273,8 @@ def load_baseline(checkout: str) -> Any:
 
 
 BUILDERS: dict[str, Callable[..., Contestant]] = {
-    "floor": floor_mlp, "fnlearn": fnlearn_mlp, "numpy": numpy_mlp, "torch": torch_mlp, "jax": jax_mlp}
+    "floor": floor_mlp, "fnlearn": fnlearn_mlp, "numpy": numpy_mlp, "torch": torch_mlp, "jax": jax_mlp,
+    "fnlearn-unfused": partial(fnlearn_mlp, name="fnlearn-unfused", fused=False)}
 
 
 def agree(contestants: list[Contestant], atol: float = 1e-4) -> dict[str, float]:

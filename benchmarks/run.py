@@ -126,9 +126,9 @@ def bench_config(config: str, X: np.ndarray, Y: np.ndarray, names: list[str],
     full = len(X) // batch
     steps = max(1, min(full, args.steps if args.steps else int(full * args.epochs_fraction)))
     weights = contestants.initial_weights(sizes)
-    cs = [contestants.BUILDERS[n](weights, X, Y, batch, args.lr) for n in ["floor", "fnlearn", "numpy"] + names]
+    cs = [contestants.BUILDERS[n](weights, X, Y, batch, args.lr) for n in ["floor", "fnlearn", "fnlearn-unfused", "numpy"] + names]
     if args.baseline_module is not None:
-        cs.insert(2, contestants.fnlearn_mlp(weights, X, Y, batch, args.lr, args.baseline_module, "fnlearn@base"))
+        cs.insert(3, contestants.fnlearn_mlp(weights, X, Y, batch, args.lr, args.baseline_module, "fnlearn@base"))
     warm = min(steps, 3)
     for c in cs:
         c.train(1)  # warm-up (and JAX's compilation); every contestant does the same steps
@@ -147,7 +147,7 @@ def bench_config(config: str, X: np.ndarray, Y: np.ndarray, names: list[str],
         result["infer"] = _rows(config, times, steps * batch)
     if "memory" not in args.skip:
         result["memory"] = [_memory_row(config, sizes, batch, weights, c, min(steps, 20))
-                            for c in cs if c.name in ("fnlearn", "fnlearn@base", "numpy")]
+                            for c in cs if c.name in ("fnlearn", "fnlearn-unfused", "fnlearn@base", "numpy")]
     return result
 
 
@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "overhead" not in args.skip:
         results["overhead_us"] = overhead.measure(names, target_seconds=0.02 if args.quick else 0.05)
     train_rows = [r for c in results["configs"] for r in c["train"]]
-    results["targets"] = report.check_targets(train_rows)
+    memory_rows = [r for c in results["configs"] for r in c.get("memory", [])]
+    results["targets"] = report.check_targets(train_rows, memory_rows)
     results["blas"] = measure.blas_info()  # after the frameworks loaded theirs
     results["machine"]["loadavg_end"] = measure.loadavg()
     results["wall_seconds"] = round(time.time() - started, 1)

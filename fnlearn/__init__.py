@@ -15,6 +15,7 @@ Example:
 from . import data, datasets, initializers, losses, metrics, optim, tree
 from ._grad import value_and_grad
 from ._stateful import StatefulLayer, bind_state
+from ._train import train_step
 from ._types import Layer
 from .combinators import FanInConcat, FanInSum, FanOut, eval_shape, parallel, serial
 from .layers import (AvgPool2D, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Elu, Embedding,
@@ -29,5 +30,5 @@ __all__ = [
     "LogSoftmax", "Flatten", "Identity", "Dropout",
     "Conv2D", "ConvTranspose2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool", "LayerNorm", "BatchNorm",
     "Embedding", "StatefulLayer", "bind_state",
-    "value_and_grad", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
+    "value_and_grad", "train_step", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
 ]

@@ -30,12 +30,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 
 def test_every_section_and_contestant_is_reported(results: tuple[dict, str]) -> None:
     data, text = results
-    expected = {"floor", "fnlearn", "numpy"} | {n for n in ("torch", "jax") if _installed(n)}
+    expected = {"floor", "fnlearn", "fnlearn-unfused", "numpy"} | {n for n in ("torch", "jax") if _installed(n)}
     assert [c["config"] for c in data["configs"]] == ["784-16-10:8", "784-8-8-10:4"]
     for config in data["configs"]:
         assert {r["contestant"] for r in config["train"]} == expected
         assert {r["contestant"] for r in config["infer"]} == expected
-        assert {r["contestant"] for r in config["memory"]} == {"fnlearn", "numpy"}
+        assert {r["contestant"] for r in config["memory"]} == {"fnlearn", "fnlearn-unfused", "numpy"}
         for row in config["train"]:
             assert row["steps"] == 3 and row["samples_per_s"] > 0 and len(row["all_seconds"]) == 1
     for heading in ("training (forward", "inference (forward only)", "peak memory", "per-call overhead",
@@ -58,8 +58,10 @@ def test_overhead_and_machine_facts_are_recorded(results: tuple[dict, str]) -> N
     assert data["overhead_us"]["whole training step"] > 0
     assert set(data["machine"]["env"]) == {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
     assert data["blas"] and all("kernel" in b and "threads" in b for b in data["blas"])
-    # The two configurations are not those of the targets, so no target is judged.
-    assert data["targets"] == []
+    # The two configurations are not those of the speed targets: only the memory target is judged,
+    # in both readings, for each configuration.
+    assert [(t["config"], t["what"]) for t in data["targets"]] == [
+        (c, f"memory / {b}") for c in ("784-16-10:8", "784-8-8-10:4") for b in ("strict budget", "budget + grads")]
 
 
 def test_a_bad_config_is_a_clear_error() -> None:

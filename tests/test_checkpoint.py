@@ -549,7 +549,7 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path, opt_name):
     first = run["train"](opt_name, run["fresh"](opt_name), n)
     checkpoint.save(tmp_path / "after_n.npz", first)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(checkpoint.__file__)))]
+        [os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))]  # the checkout
         + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     subprocess.run([sys.executable, str(script), str(tmp_path / "after_n.npz"), str(m),
                     str(tmp_path / "resumed.npz"), opt_name], check=True, env=env, timeout=300)

@@ -36,7 +36,13 @@ REGISTRY = {
     "multisteps": lambda: optim.MultiSteps(optim.adam(0.01), every_k_schedule=2),
     "schedule_trust_ratio": lambda: optim.chain(optim.scale_by_trust_ratio(),
                                                 optim.scale_by_schedule(lambda c: -0.1 / (1 + c))),
+    "sgd_schedule": lambda: optim.sgd(optim.exponential_decay(0.1, 1, 0.5)),
+    "named_chain_of_scales": lambda: optim.named_chain(
+        ("half", optim.scale(0.5)), ("id", optim.identity()),
+        ("lr", optim.scale_by_learning_rate(optim.linear_schedule(0.1, 0.01, 2)))),
 }
+# The rules that declare a scalar rule (their updates are a number times the gradients).
+SCALAR = {"sgd", "sgd_schedule", "named_chain_of_scales"}
 
 
 @st.composite
@@ -92,6 +98,28 @@ def test_chain_of_one_equals_the_transform(name, data):
     _, _, chained, _ = _run(optim.chain(REGISTRY[name]()), params, grads)
     for a, b in zip(tree_leaves(ours), tree_leaves(chained)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@given(data=param_trees())
+def test_a_declared_scalar_rule_tells_the_truth(name, data):
+    """``scalar_rule(opt)(state) == (f, s)`` promises ``update(g, state) == (f * g, s)``: checked over
+    three steps against ``update`` itself (train_step relies on it)."""
+    params, grads = data
+    opt = REGISTRY[name]()
+    rule = optim.scalar_rule(opt)
+    assert (rule is not None) == (name in SCALAR)
+    if rule is None:
+        return
+    state = opt.init(params)
+    for g in grads:
+        updates, new_state = opt.update(g, state, params)
+        factor, rule_state = rule(state)
+        assert isinstance(factor, float)
+        assert rule_state == new_state
+        for u, gl in zip(tree_leaves(updates), tree_leaves(g)):
+            np.testing.assert_allclose(u, gl * factor, rtol=4 * np.finfo(gl.dtype).eps, atol=0)
+        state = new_state
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum", "adam", "lamb", "rmsprop_centered_momentum", "lion"])
@@ -174,7 +202,7 @@ def _rosenbrock_grad(p):
 
 # Rosenbrock (a=1, b=100) is hard for accumulating rules (Adagrad, AMSGrad): they get more steps.
 ROSENBROCK = {
-    "sgd": (lambda n: optim.sgd(_cd(1e-3, n), momentum=0.9), 3000),
+    "sgd": (lambda n: optim.sgd(_cd(5e-4, n), momentum=0.9), 6000),  # lr 1e-3 diverged from some starts
     "sgd_nesterov": (lambda n: optim.sgd(_cd(5e-4, n), momentum=0.9, nesterov=True), 4000),
     "adam": (lambda n: optim.adam(_cd(0.02, n), b2=0.99), 3000),
     "adamw": (lambda n: optim.adamw(_cd(0.02, n), b2=0.99, weight_decay=0.0), 3000),
@@ -183,7 +211,7 @@ ROSENBROCK = {
     "nadam": (lambda n: optim.nadam(_cd(0.02, n), b2=0.99), 3000),
     "rmsprop": (lambda n: optim.rmsprop(_cd(0.01, n), momentum=0.9), 3000),
     "adagrad": (lambda n: optim.adagrad(0.5), 20000),
-    "adadelta": (lambda n: optim.adadelta(_cd(2.0, n), rho=0.95), 4000),
+    "adadelta": (lambda n: optim.adadelta(_cd(2.0, n), rho=0.95), 8000),  # 4000 left 3 of 8 seeds short
     "lion": (lambda n: optim.lion(_cd(0.01, n), weight_decay=0.0), 3000),
     "lamb": (lambda n: optim.lamb(_cd(0.05, n)), 3000),
 }

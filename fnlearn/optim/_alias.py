@@ -82,6 +82,13 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0, nesterov: bool =
                                   labels=("the momentum buffers in state['momentum']",), n_out=2)
         return updates, {"count": count + 1, "momentum": buf}
 
+    if not mom and not wd:  # u = -lr * g: train_step folds the factor into the backward pass
+        def scalar(state: OptState) -> tuple[float, OptState]:
+            check_state("sgd.update", state, keys)
+            count = int(state["count"])
+            return -resolve(lr, count), {"count": count + 1}
+
+        update.scalar = scalar  # type: ignore[attr-defined]
     return Optimizer(init, update)
 
 

@@ -29,7 +29,7 @@ from .. import tree as _tree
 from .._types import Params, PyTree
 
 __all__ = ["Optimizer", "GradientTransformation", "OptState", "Updates", "Schedule", "ScalarOrSchedule",
-           "apply_updates", "chain", "named_chain", "map_leaves"]
+           "apply_updates", "chain", "named_chain", "map_leaves", "scalar_rule"]
 
 OptState = PyTree
 """An optimizer state: a plain tree of dicts/tuples of arrays and integers."""
@@ -294,7 +294,41 @@ def chain(*transforms: Optimizer) -> Optimizer:
             grads, new_state[str(i)] = t.update(grads, state[str(i)], params)
         return grads, new_state
 
+    scalars = [scalar_rule(t) for t in transforms]
+    if scalars and all(s is not None for s in scalars):
+        def scalar(state: OptState) -> tuple[float, OptState]:
+            if not isinstance(state, dict) or len(state) != len(transforms):
+                update({}, state)  # raises the error update raises
+            factor, new_state = 1.0, {}
+            for i, rule in enumerate(scalars):
+                f, new_state[str(i)] = rule(state[str(i)])  # type: ignore[misc]
+                factor *= f
+            return factor, new_state
+
+        update.scalar = scalar  # type: ignore[attr-defined]
     return Optimizer(init, update)
+
+
+def scalar_rule(optimizer: Optimizer) -> Callable[[OptState], tuple[float, OptState]] | None:
+    """The optimizer's *scalar rule*, or None: set when its updates are a number times the gradients.
+
+    An update function may declare ``update.scalar = rule``, where ``rule(state) -> (factor,
+    new_state)`` promises that ``update(grads, state, params)`` equals ``(factor * grads, new_state)``
+    for every ``grads`` (``sgd`` without momentum or weight decay, ``scale``,
+    ``scale_by_learning_rate``, ``identity``, and chains of them declare it). :func:`fnlearn.train_step`
+    then multiplies the loss gradient by ``factor`` before the backward pass, which is the same by
+    linearity and saves a pass over every parameter.
+
+    Example:
+        >>> from fnlearn import optim
+        >>> rule = scalar_rule(optim.sgd(0.1))
+        >>> rule({"count": 0})
+        (-0.1, {'count': 1})
+        >>> scalar_rule(optim.adam(0.1)) is None
+        True
+    """
+    rule = getattr(optimizer.update, "scalar", None)
+    return rule if callable(rule) else None
 
 
 def check_hyper(fn: str, name: str, value: Any, *, low: float = 0.0, high: float = float("inf"),
@@ -352,6 +386,15 @@ def named_chain(*transforms: tuple[str, Optimizer]) -> Optimizer:
         updates, new = inner.update(grads, {str(i): state[n] for i, n in enumerate(names)}, params)
         return updates, dict(zip(names, new.values()))
 
+    inner_rule = scalar_rule(inner)
+    if inner_rule is not None:
+        def scalar(state: OptState) -> tuple[float, OptState]:
+            if not isinstance(state, dict) or state.keys() != set(names):
+                update({}, state)  # raises the error update raises
+            factor, new = inner_rule({str(i): state[n] for i, n in enumerate(names)})
+            return factor, dict(zip(names, new.values()))
+
+        update.scalar = scalar  # type: ignore[attr-defined]
     return Optimizer(init, update)
 
 

@@ -19,8 +19,11 @@ __all__ = ["identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_
            "add_decayed_weights", "clip", "clip_by_global_norm", "scale_by_trust_ratio"]
 
 
-def _stateless(name: str, rule: Any, *, needs_params: bool = False) -> Optimizer:
-    """An Optimizer with state ``{}`` whose update maps ``rule(g[, p])`` over the leaves."""
+def _stateless(name: str, rule: Any, *, needs_params: bool = False, factor: float | None = None) -> Optimizer:
+    """An Optimizer with state ``{}`` whose update maps ``rule(g[, p])`` over the leaves.
+
+    ``factor``: the rule is ``g * factor`` (declared to :func:`fnlearn.train_step` as ``update.scalar``).
+    """
     def init(params: Params) -> OptState:
         return {}
 
@@ -32,6 +35,12 @@ def _stateless(name: str, rule: Any, *, needs_params: bool = False) -> Optimizer
             raise ValueError(f"{name}.update needs the params: call update(grads, state, params).")
         return map_leaves(f"{name}.update", rule, grads, params=params), state
 
+    if factor is not None:
+        def scalar(state: OptState) -> tuple[float, OptState]:
+            check_state(f"{name}.update", state, state_keys)
+            return factor, state
+
+        update.scalar = scalar  # type: ignore[attr-defined]
     return Optimizer(init, update)
 
 
@@ -43,7 +52,7 @@ def identity() -> Optimizer:
         >>> identity().update({"w": np.ones(2)}, {})[0]["w"]
         array([1., 1.])
     """
-    return _stateless("identity", lambda g, p=None: g)
+    return _stateless("identity", lambda g, p=None: g, factor=1.0)
 
 
 def set_to_zero() -> Optimizer:
@@ -66,7 +75,7 @@ def scale(step_size: float) -> Optimizer:
         array([-0.5, -0.5], dtype=float32)
     """
     factor = check_hyper("scale", "step_size", step_size, low=-np.inf)
-    return _stateless("scale", lambda g, p=None: g * factor)
+    return _stateless("scale", lambda g, p=None: g * factor, factor=factor)
 
 
 def scale_by_schedule(step_size_fn: Any) -> Optimizer:
@@ -119,6 +128,12 @@ def _counted_scale(name: str, value: ScalarOrSchedule, sign: float) -> Optimizer
         return map_leaves(f"{name}.update", lambda g, p=None: g * factor, grads, params=params), \
             {"count": count + 1}
 
+    def scalar(state: OptState) -> tuple[float, OptState]:
+        check_state(f"{name}.update", state, state_keys)
+        count = int(state["count"])
+        return sign * resolve(value, count), {"count": count + 1}
+
+    update.scalar = scalar  # type: ignore[attr-defined]
     return Optimizer(init, update)
 
 

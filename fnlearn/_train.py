@@ -1,0 +1,180 @@
+"""``train_step``: one fused training step (forward, loss, backward, optimizer update), pure.
+
+The step is what a user would write with :func:`fnlearn.value_and_grad`, ``optimizer.update`` and
+:func:`fnlearn.optim.apply_updates`, with two savings that need the gradients to stay private:
+
+- when the optimizer's updates are a number times the gradients (plain ``sgd``, ``scale``,
+  ``scale_by_learning_rate``; see :func:`fnlearn.optim.scalar_rule`), the loss gradient is multiplied
+  by that number before the backward pass. The VJPs are linear, so the backward pass returns the
+  updates themselves: no pass over the parameters to scale the gradients, and no gradient tree beside
+  the updates;
+- otherwise the gradients are dropped as soon as the optimizer has turned them into updates, and the
+  activations as soon as the backward pass ends, so they are never alive next to the new parameters.
+
+Nothing passed in is modified: the step returns new parameters and a new optimizer state.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _checks
+from ._grad import Loss, _check_state_flag
+from ._types import ApplyFn
+from .optim._base import Optimizer, apply_updates, scalar_rule
+
+
+def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
+               has_state: bool = False) -> Callable[..., Any]:
+    """Build ``step(params, opt_state, x, target, *, rng=None) -> (params, opt_state, loss_value)``.
+
+    One call is one training step, the same as::
+
+        value, grads = fl.value_and_grad(apply, loss)(params, x, target, rng=rng)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = fl.optim.apply_updates(params, updates)
+
+    (equal up to float rounding), but faster and holding less memory at once; see the module
+    docstring of ``fnlearn._train``. The model runs with ``train=True`` (dropout needs ``rng``).
+    Use ``value_and_grad`` instead when you want to see the gradients.
+
+    Args:
+        apply: the model's apply, ``apply(params, x, *, rng, train) -> (y, vjp)``.
+        loss: ``loss(y, target) -> (value, dy)``, e.g. ``fl.losses.softmax_cross_entropy``.
+        optimizer: an ``Optimizer(init, update)`` from ``fnlearn.optim`` or your own.
+        has_state: True for a model with state (BatchNorm, a :class:`fnlearn.StatefulLayer`); then
+            ``step(params, model_state, opt_state, x, target, *, rng=None) -> (params, model_state,
+            opt_state, loss_value)``.
+
+    Shapes: ``x`` and ``target`` are whatever ``apply`` and ``loss`` take (e.g. ``(batch, in)`` and
+    ``(batch,)`` class indices); the returned params have the structure, shapes and dtypes of ``params``.
+
+    Example:
+        >>> import numpy as np, fnlearn as fl
+        >>> model = fl.serial(fl.Dense(3), fl.Relu(), fl.Dense(2))
+        >>> params = model.init(np.random.default_rng(0), (-1, 4))
+        >>> opt = fl.optim.sgd(0.1)
+        >>> step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
+        >>> x, y = np.ones((5, 4), np.float32), np.array([0, 1, 0, 1, 1])
+        >>> new_params, opt_state, loss = step(params, opt.init(params), x, y)
+        >>> new_params["0"]["w"].dtype, opt_state["count"], type(loss).__name__
+        (dtype('float32'), 1, 'float')
+    """
+    _check_state_flag(apply, has_state)
+    for what, fn in (("apply", apply), ("loss", loss)):
+        if not callable(fn):
+            raise TypeError(f"train_step: {what} must be a function, got {fn!r}. Pass e.g. "
+                            "train_step(model.apply, fl.losses.softmax_cross_entropy, fl.optim.sgd(0.1)).")
+    if not (isinstance(optimizer, tuple) and len(optimizer) == 2 and callable(optimizer[0])
+            and callable(optimizer[1])):
+        raise TypeError(f"train_step: optimizer must be an Optimizer(init, update), got "
+                        f"{type(optimizer).__name__}. Call the constructor, e.g. fl.optim.sgd(0.1).")
+    scalar = scalar_rule(optimizer)
+    update = optimizer.update
+
+    def descend(params: Any, opt_state: Any, box: list[Any]) -> tuple[Any, Any]:
+        """The backward pass and the update. ``box`` is ``[vjp, dpred]``, the caller's only reference
+        to the VJP (and so to the activations): emptying it lets them go before the update."""
+        vjp, dpred = box
+        box.clear()
+        if scalar is not None:
+            factor, opt_state = scalar(opt_state)
+            if type(dpred) is np.ndarray:  # anything else: call_vjp's checks explain it
+                dpred = dpred * factor
+            held = {"": _checks.call_vjp(vjp, dpred, False)[0]}  # the updates, held only here
+            del vjp, dpred
+            new_params = _add_in_place(params, held)
+            if new_params is not None:
+                return new_params, opt_state
+            updates = held.pop("")
+        else:
+            grads, _ = _checks.call_vjp(vjp, dpred, False)
+            del vjp, dpred
+            updates, opt_state = update(grads, opt_state, params)
+            del grads
+        return apply_updates(params, updates), opt_state
+
+    if has_state:
+        def step_with_state(params: Any, model_state: Any, opt_state: Any, x: Any, target: Any, *,
+                            rng: np.random.Generator | None = None) -> tuple[Any, Any, Any, Any]:
+            pred, model_state, vjp = apply(params, model_state, x, rng=rng, train=True)
+            value, dpred = _value(loss, pred, target)
+            box = [vjp, dpred]
+            del pred, vjp, dpred
+            params, opt_state = descend(params, opt_state, box)
+            return params, model_state, opt_state, value
+
+        return step_with_state
+
+    def step(params: Any, opt_state: Any, x: Any, target: Any, *,
+             rng: np.random.Generator | None = None) -> tuple[Any, Any, Any]:
+        pred, vjp = apply(params, x, rng=rng, train=True)
+        value, dpred = _value(loss, pred, target)
+        box = [vjp, dpred]
+        del pred, vjp, dpred
+        params, opt_state = descend(params, opt_state, box)
+        return params, opt_state, value
+
+    return step
+
+
+def _value(loss: Loss, pred: Any, target: Any) -> tuple[Any, Any]:
+    out = loss(pred, target)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"train_step: the loss must return (value, grad), got {type(out).__name__}. "
+                        "fnlearn.losses functions do; wrap other losses.")
+    return out
+
+
+def _refs_of_item(d: dict[Any, Any]) -> int:
+    """What ``sys.getrefcount`` reports for a value that only ``d`` holds, seen the way
+    :func:`_private_tree` sees it (measured, not assumed: interpreters differ)."""
+    for _, v in d.items():
+        return sys.getrefcount(v)
+    return 0  # pragma: no cover
+
+
+_PRIVATE = _refs_of_item({"": np.empty(1)}) if hasattr(sys, "getrefcount") else -1
+
+
+def _add_in_place(params: Any, box: dict[str, Any]) -> Any:
+    """``params + updates`` written into the updates' own arrays when nobody else can see them, else None.
+
+    ``box`` is ``{"": updates}``, the caller's only reference. The updates come straight from the
+    backward pass; if every dict in the tree and every array (owning its memory) is referenced only by
+    its parent (the reference count NumPy's own temporary elision relies on), no one else holds them
+    and writing into them is invisible, so the new parameters take no new memory and the addition no
+    allocation. Anything else (a VJP that returns a cached array or a view, a different structure,
+    another dtype): None, and the caller adds into new arrays (and reports any mismatch).
+    """
+    if _PRIVATE < 0 or not _private_tree({"": params}, box):
+        return None
+    return _add_into(params, box[""])
+
+
+def _private_tree(p: dict[Any, Any], u: dict[Any, Any]) -> bool:
+    """Whether every value under ``u`` is referenced only by its parent, with ``p``'s structure (keys in
+    the same order), shapes and dtypes (dicts of arrays)."""
+    for k, v in u.items():
+        if sys.getrefcount(v) != _PRIVATE:
+            return False
+        q = p.get(k)
+        if type(v) is dict:
+            if type(q) is not dict or list(q) != list(v) or not _private_tree(q, v):  # same keys, same order
+                return False
+        elif not (type(v) is np.ndarray and type(q) is np.ndarray and v.flags.owndata
+                  and v.flags.writeable and v.shape == q.shape and v.dtype == q.dtype):
+            return False
+    return True
+
+
+def _add_into(p: dict[str, Any], u: dict[str, Any]) -> dict[str, Any]:
+    for k, v in u.items():
+        if type(v) is dict:
+            _add_into(p[k], v)
+        else:
+            np.add(v, p[k], out=v)
+    return u

@@ -1,0 +1,190 @@
+"""fl.train_step: the same step as value_and_grad + update + apply_updates, pure, and its two savings
+(the scalar rule folded into the backward pass; the new parameters written into private updates)."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fnlearn as fl
+from fnlearn import _train, optim
+from fnlearn.tree import tree_leaves, tree_map, tree_structure
+
+OPTIMIZERS = {
+    "sgd": lambda: optim.sgd(0.1),
+    "sgd_schedule": lambda: optim.sgd(optim.linear_schedule(0.2, 0.05, 3)),
+    "sgd_momentum_wd": lambda: optim.sgd(0.1, momentum=0.9, weight_decay=0.01),
+    "adam": lambda: optim.adam(0.01),
+    "chain_clip_sgd": lambda: optim.chain(optim.clip_by_global_norm(0.5), optim.sgd(0.1)),
+    "chain_of_scales": lambda: optim.chain(optim.scale(0.5), optim.scale_by_learning_rate(0.3)),
+    "trace": lambda: optim.chain(optim.trace(0.9), optim.scale(-0.1)),  # updates alias the state
+}
+
+
+def _mlp():
+    return fl.serial(fl.Dense(5), fl.Tanh(), fl.Dense(4), fl.Relu(), fl.Dense(3))
+
+
+def _unfused(model, loss, opt, params, state, x, y, **kw):
+    value, grads = fl.value_and_grad(model.apply, loss)(params, x, y, **kw)
+    updates, state = opt.update(grads, state, params)
+    return optim.apply_updates(params, updates), state, value
+
+
+def _copy(tree):
+    return tree_map(lambda a: np.array(a, copy=True) if isinstance(a, np.ndarray) else a, tree)
+
+
+def _assert_same_tree(a, b, dtype):
+    """Same structure and key order; float leaves of ``dtype`` equal to rounding, the rest exactly."""
+    assert tree_structure(a) == tree_structure(b)
+    assert [list(d) for d in _dicts(a)] == [list(d) for d in _dicts(b)]  # same key order
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for x, y in zip(tree_leaves(a), tree_leaves(b)):
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            assert x.dtype == y.dtype == dtype
+            np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+def _assert_identical(a, b):
+    assert tree_structure(a) == tree_structure(b)
+    for x, y in zip(tree_leaves(a), tree_leaves(b)):
+        np.testing.assert_array_equal(x, y, strict=True)
+
+
+def _dicts(tree):
+    if isinstance(tree, dict):
+        yield tree
+        for v in tree.values():
+            yield from _dicts(v)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@given(seed=st.integers(0, 2 ** 32 - 1), dtype=st.sampled_from([np.float32, np.float64]),
+       batch=st.integers(1, 6))
+def test_equals_the_unfused_step_and_modifies_nothing(name, seed, dtype, batch):
+    rng = np.random.default_rng(seed)
+    model, loss, opt = _mlp(), fl.losses.softmax_cross_entropy, OPTIMIZERS[name]()
+    params = model.init(rng, (-1, 4), dtype=dtype)
+    state = opt.init(params)
+    step = fl.train_step(model.apply, loss, opt)
+    for _ in range(3):
+        x = rng.normal(size=(batch, 4)).astype(dtype)
+        y = rng.integers(0, 3, batch)
+        before = _copy((params, state, x, y))
+        got = step(params, state, x, y)
+        _assert_identical((params, state, x, y), before)  # nothing passed in changed
+        want = _unfused(model, loss, opt, params, state, x, y)
+        _assert_same_tree(got[:2], want[:2], dtype)
+        assert got[2] == pytest.approx(want[2], rel=1e-6)
+        params, state = got[:2]
+
+
+def test_plain_sgd_writes_the_new_params_into_the_private_updates(monkeypatch):
+    """With fnlearn's layers the backward pass returns fresh arrays, so the addition goes in place."""
+    calls = []
+    real = _train._add_into
+    monkeypatch.setattr(_train, "_add_into", lambda p, u: calls.append(1) or real(p, u))
+    model = _mlp()
+    params = model.init(np.random.default_rng(0), (-1, 4))
+    opt = optim.sgd(0.1)
+    step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
+    new, _, _ = step(params, opt.init(params), np.ones((2, 4), np.float32), np.array([0, 2]))
+    assert calls  # (it recurses once per nested dict)
+    assert all(a is not b for a, b in zip(tree_leaves(new), tree_leaves(params)))
+
+
+def _cached_grads_layer():
+    """``y = x * w``, whose (correct) VJP writes ``dw`` into one cached array and returns that array."""
+    cache = {"w": np.zeros(4)}
+
+    def init(rng, input_shape, *, dtype=None):
+        return {"w": np.ones(4)}
+
+    def apply(params, x, *, rng=None, train=False):
+        def vjp(dy):
+            np.sum(dy * x, axis=0, out=cache["w"])
+            return cache, dy * params["w"]
+        return x * params["w"], vjp
+
+    return fl.Layer(init, apply), cache
+
+
+@pytest.mark.parametrize("where", ["top", "inside serial"])
+def test_updates_someone_else_holds_are_never_written(where):
+    layer, cache = _cached_grads_layer()
+    model = layer if where == "top" else fl.serial(fl.Identity(), layer)
+    params = model.init(np.random.default_rng(0), (-1, 4))
+    opt = optim.sgd(0.5)
+    step = fl.train_step(model.apply, fl.losses.mse, opt)
+    x = np.arange(12.0).reshape(3, 4)
+    new, _, _ = step(params, opt.init(params), x, np.zeros((3, 4)))
+    # mse's gradient is 2 (x*w - 0) / 12; scaled by -lr it is what the VJP wrote into the cache
+    update = -0.5 * (2 * x * x / 12).sum(axis=0)
+    np.testing.assert_allclose(cache["w"], update)  # written by the VJP, then left alone
+    w = new["w"] if where == "top" else new["1"]["w"]
+    np.testing.assert_allclose(w, 1.0 + update)
+    assert not np.shares_memory(w, cache["w"])
+
+
+def test_a_view_of_the_updates_keeps_them_from_being_written(monkeypatch):
+    held = []
+    model = fl.Dense(2)
+
+    def apply(params, x, *, rng=None, train=False):
+        y, vjp = model.apply(params, x)
+
+        def spy_vjp(dy, *, compute_dx=True):
+            grads, dx = vjp(dy, compute_dx=compute_dx)
+            held.append(grads["b"][:1])  # a view keeps a reference to its base
+            return grads, dx
+        return y, spy_vjp
+
+    params = model.init(np.random.default_rng(0), (-1, 3))
+    opt = optim.sgd(0.1)
+    step = fl.train_step(apply, fl.losses.mse, opt)
+    x, t = np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32)
+    new, _, _ = step(params, opt.init(params), x, t)
+    want, _, _ = _unfused(fl.Layer(model.init, apply), fl.losses.mse, opt, params, opt.init(params), x, t)
+    np.testing.assert_allclose(new["b"], want["b"], rtol=1e-6)
+    assert not np.shares_memory(held[0], new["b"])
+
+
+def test_stateful_model_with_dropout_matches_the_unfused_step():
+    model = fl.serial(fl.Dense(6), fl.BatchNorm(), fl.Relu(), fl.Dropout(0.3), fl.Dense(3))
+    params, mstate = model.init(np.random.default_rng(0), (-1, 4))
+    opt = optim.adam(0.01)
+    ostate = opt.init(params)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt, has_state=True)
+    p1, m1, o1, v1 = step(params, mstate, ostate, x, y, rng=np.random.default_rng(7))
+    (v2, m2), grads = fl.value_and_grad(model.apply, fl.losses.softmax_cross_entropy, has_state=True)(
+        params, mstate, x, y, rng=np.random.default_rng(7))
+    u, o2 = opt.update(grads, ostate, params)
+    p2 = optim.apply_updates(params, u)
+    _assert_same_tree((p1, m1, o1), (p2, m2, o2), np.float32)
+    assert v1 == v2
+
+
+def test_bad_arguments_are_explained():
+    model = _mlp()
+    loss = fl.losses.softmax_cross_entropy
+    with pytest.raises(TypeError, match="train_step: optimizer must be an Optimizer"):
+        fl.train_step(model.apply, loss, "sgd")
+    with pytest.raises(TypeError, match="train_step: loss must be a function"):
+        fl.train_step(model.apply, None, optim.sgd(0.1))
+    bn = fl.serial(fl.Dense(3), fl.BatchNorm())
+    with pytest.raises(TypeError, match="has_state=True"):
+        fl.train_step(bn.apply, loss, optim.sgd(0.1))
+    params = model.init(np.random.default_rng(0), (-1, 4))
+    step = fl.train_step(model.apply, lambda y, t: 1.0, optim.sgd(0.1))
+    with pytest.raises(TypeError, match="train_step: the loss must return"):
+        step(params, optim.sgd(0.1).init(params), np.ones((2, 4), np.float32), np.array([0, 1]))
+    step = fl.train_step(model.apply, loss, optim.sgd(0.1))
+    with pytest.raises(ValueError, match="sgd.update: the state was not made by this optimizer's init"):
+        step(params, optim.adam(0.1).init(params), np.ones((2, 4), np.float32), np.array([0, 1]))
+    with pytest.raises(TypeError, match=r"Dense\(5\).*float64"):
+        step(params, optim.sgd(0.1).init(params), np.ones((2, 4)), np.array([0, 1]))
