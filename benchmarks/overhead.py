@@ -36,6 +36,7 @@ def fnlearn_cases() -> dict[str, Callable[[], Any]]:
         updates, s = opt.update(g, state, params)
         return fl.optim.apply_updates(params, updates), s
 
+    fused = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
     w, b = dense_params["w"], dense_params["b"]
     return {
         "numpy x @ w + b (reference)": lambda: x @ w + b,
@@ -47,6 +48,7 @@ def fnlearn_cases() -> dict[str, Callable[[], Any]]:
         "value_and_grad(model, loss)": lambda: grad_fn(params, x, label),
         "sgd update + apply_updates": update,
         "whole training step": step,
+        "whole training step, train_step": lambda: fused(params, state, x, label),
     }
 
 

@@ -137,7 +137,14 @@ def _refs_of_item(d: dict[Any, Any]) -> int:
     return 0  # pragma: no cover
 
 
-_PRIVATE = _refs_of_item({"": np.empty(1)}) if hasattr(sys, "getrefcount") else -1
+def _refcounts_are_exact() -> bool:
+    """CPython with the GIL: reference counts are exact (free-threaded builds defer some)."""
+    return (sys.implementation.name == "cpython" and hasattr(sys, "getrefcount")
+            and getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
+_PRIVATE = _refs_of_item({"": np.empty(1)}) if _refcounts_are_exact() else -1
+"""The reference count of a private value; -1 turns the in-place addition off."""
 
 
 def _add_in_place(params: Any, box: dict[str, Any]) -> Any:
