@@ -228,19 +228,17 @@ def make_step(model: fl.Layer, loss: Callable[..., Any], encode: Callable[[np.nd
               opt: fl.optim.Optimizer) -> Callable[..., Any]:
     """``step(params, state, xb, yb, rng) -> (params, state, loss)``: one optimizer update.
 
-    One process: ``fl.train_step`` (fused; on a non-finite loss the gradients are recomputed, with
-    the same dropout draws, to say where it started). Under MPI: the global-mean gradients of
-    ``fnlearn.distributed``, then the update.
+    One process: ``fl.train_step`` (fused; on a non-finite loss the gradients of that batch are
+    recomputed, with new dropout draws, to say where it started). Under MPI: the global-mean
+    gradients of ``fnlearn.distributed``, then the update.
     """
     if DIST is None:
         fused = fl.train_step(model.apply, loss, opt)
         value_and_grad = fl.value_and_grad(model.apply, loss)
 
         def fused_step(params: Any, state: Any, xb: np.ndarray, yb: np.ndarray, rng: np.random.Generator):
-            draws = rng.bit_generator.state
             new_params, new_state, value = fused(params, state, xb, encode(yb), rng=rng)
             if not math.isfinite(value):
-                rng.bit_generator.state = draws
                 _, grads = value_and_grad(params, xb, encode(yb), rng=rng, train=True)
                 raise debug.NonFiniteError(_divergence(value, grads, params))
             return new_params, new_state, value

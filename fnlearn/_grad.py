@@ -78,7 +78,7 @@ def _value_and_grad_with_state(apply: Callable[..., Any], loss: Loss) -> Callabl
     return value_and_grad_fn
 
 
-def _check_state_flag(apply: Callable[..., Any], has_state: bool) -> None:
+def _check_state_flag(apply: Callable[..., Any], has_state: bool, caller: str = "value_and_grad") -> None:
     """A TypeError when ``apply`` visibly takes a ``state`` argument and ``has_state`` disagrees."""
     code = getattr(apply, "__code__", None)
     if code is None:
@@ -86,9 +86,9 @@ def _check_state_flag(apply: Callable[..., Any], has_state: bool) -> None:
     positional = code.co_varnames[:code.co_argcount]
     takes_state = len(positional) >= 3 and positional[1] == "state"
     if takes_state and not has_state:
-        raise TypeError("value_and_grad: this model has state (it contains a stateful layer such as "
+        raise TypeError(f"{caller}: this model has state (it contains a stateful layer such as "
                         "BatchNorm, and its apply takes (params, state, x)). Use "
-                        "fl.value_and_grad(model.apply, loss, has_state=True).")
+                        f"fl.{caller}(model.apply, ..., has_state=True).")
     if has_state and not takes_state and len(positional) == 2:
-        raise TypeError("value_and_grad: has_state=True needs the apply of a StatefulLayer, which "
+        raise TypeError(f"{caller}: has_state=True needs the apply of a StatefulLayer, which "
                         "takes (params, state, x); this apply takes (params, x). Drop has_state=True.")

@@ -17,6 +17,8 @@ Nothing passed in is modified: the step returns new parameters and a new optimiz
 from __future__ import annotations
 
 import sys
+import sysconfig
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -41,6 +43,10 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
     docstring of ``fnlearn._train``. The model runs with ``train=True`` (dropout needs ``rng``).
     Use ``value_and_grad`` instead when you want to see the gradients.
 
+    With an optimizer that declares a scalar rule (plain ``sgd``; :func:`fnlearn.optim.scalar_rule`),
+    the backward pass runs on ``factor * dloss``: this relies on every VJP being linear in its
+    cotangent, as a VJP is by definition (one that clips or normalises ``dy`` is not a VJP).
+
     Args:
         apply: the model's apply, ``apply(params, x, *, rng, train) -> (y, vjp)``.
         loss: ``loss(y, target) -> (value, dy)``, e.g. ``fl.losses.softmax_cross_entropy``.
@@ -63,7 +69,7 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         >>> new_params["0"]["w"].dtype, opt_state["count"], type(loss).__name__
         (dtype('float32'), 1, 'float')
     """
-    _check_state_flag(apply, has_state)
+    _check_state_flag(apply, has_state, "train_step")
     for what, fn in (("apply", apply), ("loss", loss)):
         if not callable(fn):
             raise TypeError(f"train_step: {what} must be a function, got {fn!r}. Pass e.g. "
@@ -80,11 +86,9 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         to the VJP (and so to the activations): emptying it lets them go before the update."""
         vjp, dpred = box
         box.clear()
-        if scalar is not None:
-            factor, opt_state = scalar(opt_state)
-            if type(dpred) is np.ndarray:  # anything else: call_vjp's checks explain it
-                dpred = dpred * factor
-            held = {"": _checks.call_vjp(vjp, dpred, False)[0]}  # the updates, held only here
+        if scalar is not None and type(dpred) is np.ndarray:  # (a tuple of cotangents: the general path)
+            factor, opt_state = _factor(scalar, opt_state)
+            held = {"probe": object(), "": _checks.call_vjp(vjp, dpred * factor, False)[0]}
             del vjp, dpred
             new_params = _add_in_place(params, held)
             if new_params is not None:
@@ -129,51 +133,55 @@ def _value(loss: Loss, pred: Any, target: Any) -> tuple[Any, Any]:
     return out
 
 
-def _refs_of_item(d: dict[Any, Any]) -> int:
-    """What ``sys.getrefcount`` reports for a value that only ``d`` holds, seen the way
-    :func:`_private_tree` sees it (measured, not assumed: interpreters differ)."""
-    for _, v in d.items():
-        return sys.getrefcount(v)
-    return 0  # pragma: no cover
+def _factor(rule: Callable[[Any], tuple[Any, Any]], opt_state: Any) -> tuple[float, Any]:
+    factor, opt_state = rule(opt_state)
+    try:
+        return float(factor), opt_state  # a Python float never upcasts a float32 cotangent
+    except (TypeError, ValueError):
+        raise TypeError(f"train_step: the optimizer's scalar rule returned factor {factor!r}; it must be "
+                        "a real number (see fnlearn.optim.declare_scalar).") from None
 
 
-def _refcounts_are_exact() -> bool:
-    """CPython with the GIL: reference counts are exact (free-threaded builds defer some)."""
-    return (sys.implementation.name == "cpython" and hasattr(sys, "getrefcount")
-            and getattr(sys, "_is_gil_enabled", lambda: True)())
+# Reference counts say who else holds an array only on CPython with the GIL (free-threaded builds defer
+# some counts); elsewhere the new parameters always go into new arrays.
+_EXACT_REFCOUNTS = (sys.implementation.name == "cpython" and hasattr(sys, "getrefcount")
+                    and not sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
-_PRIVATE = _refs_of_item({"": np.empty(1)}) if _refcounts_are_exact() else -1
-"""The reference count of a private value; -1 turns the in-place addition off."""
-
-
-def _add_in_place(params: Any, box: dict[str, Any]) -> Any:
+def _add_in_place(params: Any, held: dict[str, Any]) -> Any:
     """``params + updates`` written into the updates' own arrays when nobody else can see them, else None.
 
-    ``box`` is ``{"": updates}``, the caller's only reference. The updates come straight from the
-    backward pass; if every dict in the tree and every array (owning its memory) is referenced only by
-    its parent (the reference count NumPy's own temporary elision relies on), no one else holds them
-    and writing into them is invisible, so the new parameters take no new memory and the addition no
-    allocation. Anything else (a VJP that returns a cached array or a view, a different structure,
-    another dtype): None, and the caller adds into new arrays (and reports any mismatch).
+    ``held`` is ``{"probe": object(), "": updates}``, the only reference to the updates. They come
+    straight from the backward pass; if every dict in the tree and every array (owning its memory, with
+    no weak references) is referenced only by its parent, no one else holds them and writing into them
+    is invisible: the new parameters take no new memory and the addition no allocation. "Referenced
+    only by its parent" is the reference count of the probe, measured in the same loop (NumPy's own
+    temporary elision relies on reference counts the same way). Anything else (a VJP that returns a
+    cached array or a view, a different structure, another dtype): None, and the caller adds into new
+    arrays (and reports any mismatch).
     """
-    if _PRIVATE < 0 or not _private_tree({"": params}, box):
+    if not _EXACT_REFCOUNTS or not _private_tree({"": params}, held, -1):
         return None
-    return _add_into(params, box[""])
+    return _add_into(params, held[""])
 
 
-def _private_tree(p: dict[Any, Any], u: dict[Any, Any]) -> bool:
-    """Whether every value under ``u`` is referenced only by its parent, with ``p``'s structure (keys in
-    the same order), shapes and dtypes (dicts of arrays)."""
+def _private_tree(p: dict[Any, Any], u: dict[Any, Any], private: int) -> bool:
+    """Whether every value under ``u`` is referenced only by its parent (a count of ``private``; -1:
+    the first item is the probe that tells it), with ``p``'s structure (keys in the same order),
+    shapes and dtypes (dicts of arrays)."""
     for k, v in u.items():
-        if sys.getrefcount(v) != _PRIVATE:
+        count = sys.getrefcount(v)
+        if private < 0:
+            private = count
+            continue
+        if count != private:
             return False
         q = p.get(k)
         if type(v) is dict:
-            if type(q) is not dict or list(q) != list(v) or not _private_tree(q, v):  # same keys, same order
+            if type(q) is not dict or list(q) != list(v) or not _private_tree(q, v, private):  # same keys, order
                 return False
-        elif not (type(v) is np.ndarray and type(q) is np.ndarray and v.flags.owndata
-                  and v.flags.writeable and v.shape == q.shape and v.dtype == q.dtype):
+        elif not (type(v) is np.ndarray and type(q) is np.ndarray and v.flags.owndata and v.flags.writeable
+                  and v.shape == q.shape and v.dtype == q.dtype and not weakref.getweakrefcount(v)):
             return False
     return True
 

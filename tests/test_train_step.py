@@ -177,7 +177,8 @@ def test_bad_arguments_are_explained():
     with pytest.raises(TypeError, match="train_step: loss must be a function"):
         fl.train_step(model.apply, None, optim.sgd(0.1))
     bn = fl.serial(fl.Dense(3), fl.BatchNorm())
-    with pytest.raises(TypeError, match="has_state=True"):
+    with pytest.raises(TypeError, match=r"train_step: this model has state.*fl.train_step\(model.apply, \.\.\., "
+                                        "has_state=True"):
         fl.train_step(bn.apply, loss, optim.sgd(0.1))
     params = model.init(np.random.default_rng(0), (-1, 4))
     step = fl.train_step(model.apply, lambda y, t: 1.0, optim.sgd(0.1))
@@ -188,3 +189,147 @@ def test_bad_arguments_are_explained():
         step(params, optim.adam(0.1).init(params), np.ones((2, 4), np.float32), np.array([0, 1]))
     with pytest.raises(TypeError, match=r"Dense\(5\).*float64"):
         step(params, optim.sgd(0.1).init(params), np.ones((2, 4)), np.array([0, 1]))
+
+
+# Every fnlearn layer with parameters returns gradients that nobody else holds, so plain SGD adds in
+# place for all of them (a layer that returned a view or a cached array would fall back, slower).
+IN_PLACE_MODELS = {
+    "conv": (lambda: fl.serial(fl.Conv2D(3, 3, padding="same"), fl.Relu(), fl.MaxPool2D(2), fl.Flatten(),
+                               fl.Dense(2)), (-1, 6, 6, 2), False),
+    "conv_transpose": (lambda: fl.serial(fl.ConvTranspose2D(2, 3, stride=2), fl.GlobalAvgPool(), fl.Dense(2)),
+                       (-1, 3, 3, 2), False),
+    "layer_norm": (lambda: fl.serial(fl.Dense(4), fl.LayerNorm(), fl.Gelu(), fl.Dense(2)), (-1, 3), False),
+    "fan_out_parallel": (lambda: fl.serial(fl.FanOut(2), fl.parallel(fl.Dense(3), fl.Dense(3)), fl.FanInSum(),
+                                           fl.Dense(2)), (-1, 3), False),
+    "batch_norm": (lambda: fl.serial(fl.Dense(4), fl.BatchNorm(), fl.Dense(2)), (-1, 3), True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IN_PLACE_MODELS))
+def test_every_layer_with_params_gets_the_in_place_addition(name, monkeypatch):
+    make, shape, stateful = IN_PLACE_MODELS[name]
+    calls = []
+    real = _train._add_into
+    monkeypatch.setattr(_train, "_add_into", lambda p, u: calls.append(1) or real(p, u))
+    model, opt, loss = make(), optim.sgd(0.1), fl.losses.softmax_cross_entropy
+    x = np.random.default_rng(1).normal(size=(4,) + shape[1:]).astype(np.float32)
+    y = np.array([0, 1, 1, 0])
+    if stateful:
+        params, mstate = model.init(np.random.default_rng(0), shape)
+        got = fl.train_step(model.apply, loss, opt, has_state=True)(params, mstate, opt.init(params), x, y)[0]
+        (_, _), grads = fl.value_and_grad(model.apply, loss, has_state=True)(params, mstate, x, y)
+    else:
+        params = model.init(np.random.default_rng(0), shape)
+        got = fl.train_step(model.apply, loss, opt)(params, opt.init(params), x, y)[0]
+        _, grads = fl.value_and_grad(model.apply, loss)(params, x, y)
+    assert calls
+    _assert_same_tree(got, optim.apply_updates(params, optim.sgd(0.1).update(grads, {"count": 0})[0]),
+                      np.float32)
+
+
+def test_embedding_model_gets_the_in_place_addition(monkeypatch):
+    calls = []
+    real = _train._add_into
+    monkeypatch.setattr(_train, "_add_into", lambda p, u: calls.append(1) or real(p, u))
+    model = fl.serial(fl.Embedding(7, 3), fl.Flatten(), fl.Dense(2))
+    params = model.init(np.random.default_rng(0), (-1, 4), input_dtype=np.int64)
+    x, y = np.array([[0, 1, 2, 6], [6, 5, 4, 3]]), np.array([0, 1])
+    got = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, optim.sgd(0.5))(params, {"count": 0}, x, y)[0]
+    _, grads = fl.value_and_grad(model.apply, fl.losses.softmax_cross_entropy)(params, x, y)
+    assert calls
+    _assert_same_tree(got, fl.tree.tree_map(lambda p, g: p - 0.5 * g, params, grads), np.float32)
+
+
+def _two_headed():
+    """A model with two outputs and a loss that returns a tuple of cotangents."""
+    model = fl.serial(fl.Dense(3), fl.FanOut(2), fl.parallel(fl.Dense(2), fl.Dense(2)))
+
+    def loss(pred, t):
+        a, b = pred
+        return float(((a - t) ** 2).sum() + ((b - t) ** 2).sum()), (2 * (a - t), 2 * (b - t))
+
+    return model, loss
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["tuple of cotangents", "ndarray subclass"])
+def test_cotangents_that_are_not_plain_arrays_take_the_general_path(kind):
+    if kind == "tuple of cotangents":
+        model, loss = _two_headed()
+    else:
+        model = _mlp()
+
+        def loss(pred, t):
+            value, d = fl.losses.mse(pred, t)
+            return value, d.view(_Sub)
+    params = model.init(np.random.default_rng(0), (-1, 4), dtype=np.float64)
+    rng = np.random.default_rng(1)
+    x, t = rng.normal(size=(5, 4)), rng.normal(size=(5, 2 if kind == "tuple of cotangents" else 3))
+    opt = optim.sgd(0.1)
+    got = fl.train_step(model.apply, loss, opt)(params, opt.init(params), x, t)
+    want = _unfused(model, loss, opt, params, opt.init(params), x, t)
+    _assert_same_tree(got[:2], want[:2], np.float64)
+
+
+def test_a_wrapper_made_with_functools_wraps_does_not_inherit_the_scalar_rule():
+    import functools
+
+    base = optim.sgd(0.1)
+
+    @functools.wraps(base.update)
+    def clipped(g, s, p=None):
+        return base.update(tree_map(lambda a: np.clip(a, -1e-3, 1e-3), g), s, p)
+
+    opt = optim.Optimizer(base.init, clipped)
+    assert optim.scalar_rule(base) is not None and optim.scalar_rule(opt) is None
+    model = _mlp()
+    params = model.init(np.random.default_rng(0), (-1, 4), dtype=np.float64)
+    x, y = np.random.default_rng(1).normal(size=(5, 4)), np.array([0, 1, 2, 0, 1])
+    got = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)(params, opt.init(params), x, y)
+    want = _unfused(model, fl.losses.softmax_cross_entropy, opt, params, opt.init(params), x, y)
+    _assert_same_tree(got[:2], want[:2], np.float64)
+
+
+def test_a_weakly_referenced_gradient_is_not_overwritten():
+    import weakref
+
+    refs = []
+    dense = fl.Dense(2)
+
+    def apply(params, x, *, rng=None, train=False):
+        y, vjp = dense.apply(params, x)
+
+        def spy_vjp(dy, *, compute_dx=True):
+            grads, dx = vjp(dy, compute_dx=compute_dx)
+            refs.append(weakref.ref(grads["w"]))
+            return grads, dx
+        return y, spy_vjp
+
+    params = dense.init(np.random.default_rng(0), (-1, 3))
+    opt = optim.sgd(0.1)
+    new, _, _ = fl.train_step(apply, fl.losses.mse, opt)(params, opt.init(params), np.ones((2, 3), np.float32),
+                                                         np.zeros((2, 2), np.float32))
+    seen = refs[0]()
+    assert seen is None or not np.shares_memory(seen, new["w"])
+
+
+def test_a_user_scalar_rule_with_a_numpy_factor_keeps_float32_and_a_bad_factor_is_explained():
+    def make(factor):
+        def init(params):
+            return {}
+
+        def update(grads, state, params=None):
+            return tree_map(lambda g: g * factor, grads), state
+        optim.declare_scalar(update, lambda state: (factor, state))
+        return optim.Optimizer(init, update)
+
+    model = _mlp()
+    params = model.init(np.random.default_rng(0), (-1, 4))
+    x, y = np.ones((2, 4), np.float32), np.array([0, 1])
+    new, _, _ = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, make(np.float64(-0.1)))(params, {}, x, y)
+    assert all(a.dtype == np.float32 for a in tree_leaves(new))
+    with pytest.raises(TypeError, match="scalar rule returned factor 'fast'"):
+        fl.train_step(model.apply, fl.losses.softmax_cross_entropy, make("fast"))(params, {}, x, y)

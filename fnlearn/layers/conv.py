@@ -116,7 +116,9 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
             _checks.cotangent(name, dy, y.shape, y.dtype)
             dy2 = dy.reshape(-1, out_channels)
-            dparams = {"w": (cols.T @ dy2).reshape(w.shape), "b": dy2.sum(axis=0)}
+            dw = np.empty(w.shape, dy2.dtype)  # owns its memory (train_step can add into it)
+            np.matmul(cols.T, dy2, out=dw.reshape(-1, out_channels))
+            dparams = {"w": dw, "b": dy2.sum(axis=0)}
             if not compute_dx:
                 return dparams, None
             dcols = (dy2 @ w2.T).reshape(*y.shape[:3], *kernel, x.shape[3])

@@ -18,7 +18,7 @@ Example:
 
 from ._alias import adadelta, adagrad, adam, adamax, adamw, amsgrad, lamb, lion, nadam, rmsprop, sgd
 from ._base import (GradientTransformation, Optimizer, OptState, ScalarOrSchedule, Schedule, Updates,
-                    apply_updates, chain, map_leaves, named_chain, scalar_rule)
+                    apply_updates, chain, declare_scalar, map_leaves, named_chain, scalar_rule)
 from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
                         scale_by_nadam, scale_by_rms, scale_by_rss, scale_by_stddev)
 from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_decay, join_schedules,
@@ -31,7 +31,7 @@ from ._wrappers import MultiSteps, apply_if_finite, inject_hyperparams, masked, 
 __all__ = [
     # the contract
     "Optimizer", "GradientTransformation", "OptState", "Updates", "Schedule", "ScalarOrSchedule",
-    "apply_updates", "chain", "named_chain", "map_leaves", "scalar_rule",
+    "apply_updates", "chain", "named_chain", "map_leaves", "scalar_rule", "declare_scalar",
     # named rules
     "sgd", "adam", "adamw", "amsgrad", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "lamb",
     # building blocks

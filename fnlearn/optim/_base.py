@@ -29,7 +29,8 @@ from .. import tree as _tree
 from .._types import Params, PyTree
 
 __all__ = ["Optimizer", "GradientTransformation", "OptState", "Updates", "Schedule", "ScalarOrSchedule",
-           "apply_updates", "chain", "named_chain", "map_leaves", "scalar_rule"]
+           "apply_updates", "chain", "named_chain", "map_leaves", "scalar_rule",
+           "declare_scalar"]
 
 OptState = PyTree
 """An optimizer state: a plain tree of dicts/tuples of arrays and integers."""
@@ -282,13 +283,16 @@ def chain(*transforms: Optimizer) -> Optimizer:
             raise TypeError(f"chain: argument {i} must be an Optimizer(init, update), got "
                             f"{type(t).__name__}. Call the constructor, e.g. optim.scale(-0.1).")
 
+    state_keys = {str(i) for i in range(len(transforms))}
+
     def init(params: Params) -> OptState:
         return {str(i): t.init(params) for i, t in enumerate(transforms)}
 
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
-        if not isinstance(state, dict) or len(state) != len(transforms):
+        if not isinstance(state, dict) or state.keys() != state_keys:
+            got = f"keys {sorted(map(str, state))}" if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"chain.update: expected the state made by this chain's init (a dict with "
-                             f"{len(transforms)} entries), got {type(state).__name__}.")
+                             f"keys {sorted(state_keys)}), got {got}.")
         new_state = {}
         for i, t in enumerate(transforms):
             grads, new_state[str(i)] = t.update(grads, state[str(i)], params)
@@ -297,7 +301,7 @@ def chain(*transforms: Optimizer) -> Optimizer:
     scalars = [scalar_rule(t) for t in transforms]
     if scalars and all(s is not None for s in scalars):
         def scalar(state: OptState) -> tuple[float, OptState]:
-            if not isinstance(state, dict) or len(state) != len(transforms):
+            if not isinstance(state, dict) or state.keys() != state_keys:
                 update({}, state)  # raises the error update raises
             factor, new_state = 1.0, {}
             for i, rule in enumerate(scalars):
@@ -305,19 +309,32 @@ def chain(*transforms: Optimizer) -> Optimizer:
                 factor *= f
             return factor, new_state
 
-        update.scalar = scalar  # type: ignore[attr-defined]
+        declare_scalar(update, scalar)
     return Optimizer(init, update)
+
+
+_SCALAR_ATTR = "fnlearn_scalar_rule"
+
+
+def declare_scalar(update: Callable[..., Any], rule: Callable[[OptState], tuple[float, OptState]]) -> None:
+    """Declare that ``update``'s updates are a number times the gradients (see :func:`scalar_rule`).
+
+    ``rule(state) -> (factor, new_state)`` must promise ``update(grads, state, params) == (factor *
+    grads, new_state)`` for every ``grads``. The declaration is tied to this very function, so a
+    wrapper that copies its attributes (``functools.wraps``) does not inherit it.
+    """
+    setattr(update, _SCALAR_ATTR, (update, rule))
 
 
 def scalar_rule(optimizer: Optimizer) -> Callable[[OptState], tuple[float, OptState]] | None:
     """The optimizer's *scalar rule*, or None: set when its updates are a number times the gradients.
 
-    An update function may declare ``update.scalar = rule``, where ``rule(state) -> (factor,
-    new_state)`` promises that ``update(grads, state, params)`` equals ``(factor * grads, new_state)``
-    for every ``grads`` (``sgd`` without momentum or weight decay, ``scale``,
-    ``scale_by_learning_rate``, ``identity``, and chains of them declare it). :func:`fnlearn.train_step`
-    then multiplies the loss gradient by ``factor`` before the backward pass, which is the same by
-    linearity and saves a pass over every parameter.
+    A rule is declared with :func:`declare_scalar`: ``rule(state) -> (factor, new_state)`` promises
+    that ``update(grads, state, params)`` equals ``(factor * grads, new_state)`` for every ``grads``
+    (``sgd`` without momentum or weight decay, ``scale``, ``scale_by_learning_rate``,
+    ``scale_by_schedule``, ``identity``, and chains of them declare it). :func:`fnlearn.train_step`
+    then multiplies the loss gradient by ``factor`` before the backward pass, which is the same because
+    VJPs are linear in their cotangent, and saves a pass over every parameter.
 
     Example:
         >>> from fnlearn import optim
@@ -327,8 +344,11 @@ def scalar_rule(optimizer: Optimizer) -> Callable[[OptState], tuple[float, OptSt
         >>> scalar_rule(optim.adam(0.1)) is None
         True
     """
-    rule = getattr(optimizer.update, "scalar", None)
-    return rule if callable(rule) else None
+    update = optimizer.update
+    declared = getattr(update, _SCALAR_ATTR, None)
+    if type(declared) is tuple and len(declared) == 2 and declared[0] is update and callable(declared[1]):
+        return declared[1]
+    return None
 
 
 def check_hyper(fn: str, name: str, value: Any, *, low: float = 0.0, high: float = float("inf"),
@@ -394,7 +414,7 @@ def named_chain(*transforms: tuple[str, Optimizer]) -> Optimizer:
             factor, new = inner_rule({str(i): state[n] for i, n in enumerate(names)})
             return factor, dict(zip(names, new.values()))
 
-        update.scalar = scalar  # type: ignore[attr-defined]
+        declare_scalar(update, scalar)
     return Optimizer(init, update)
 
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_state, map_leaves,
-                    moment_transform, resolve)
+from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_state, declare_scalar,
+                    map_leaves, moment_transform, resolve)
 
 __all__ = ["identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_by_schedule", "trace",
            "add_decayed_weights", "clip", "clip_by_global_norm", "scale_by_trust_ratio"]
@@ -40,7 +40,7 @@ def _stateless(name: str, rule: Any, *, needs_params: bool = False, factor: floa
             check_state(f"{name}.update", state, state_keys)
             return factor, state
 
-        update.scalar = scalar  # type: ignore[attr-defined]
+        declare_scalar(update, scalar)
     return Optimizer(init, update)
 
 
@@ -133,7 +133,7 @@ def _counted_scale(name: str, value: ScalarOrSchedule, sign: float) -> Optimizer
         count = int(state["count"])
         return sign * resolve(value, count), {"count": count + 1}
 
-    update.scalar = scalar  # type: ignore[attr-defined]
+    declare_scalar(update, scalar)
     return Optimizer(init, update)
 
 
