@@ -37,13 +37,11 @@ def fnlearn_step(batch: int):
     model = _example().cnn_model()
     params = model.init(np.random.default_rng(0), (-1, 28, 28, 1))
     opt = fl.optim.adam(1e-3)
-    grad_fn = fl.value_and_grad(model.apply, fl.losses.softmax_cross_entropy)
+    train_step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
     box = {"params": params, "state": opt.init(params)}
 
     def step(x, y):
-        loss, grads = grad_fn(box["params"], x, y)
-        updates, box["state"] = opt.update(grads, box["state"], box["params"])
-        box["params"] = fl.optim.apply_updates(box["params"], updates)
+        box["params"], box["state"], loss = train_step(box.pop("params"), box.pop("state"), x, y)
         return loss
     return step
 
@@ -73,7 +71,11 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=20, help="steps per contestant per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="limit BLAS and torch to N threads")
+    p.add_argument("--malloc", choices=("default", "reuse"), default="default",
+                   help="'reuse': call fl.reuse_freed_memory() first, as the examples do (process-wide)")
     args = p.parse_args(argv)
+    if args.malloc == "reuse" and not fl.reuse_freed_memory():
+        print("fl.reuse_freed_memory() changed nothing here (not glibc)")
     if args.threads:
         try:
             from threadpoolctl import threadpool_limits
@@ -102,7 +104,8 @@ def main(argv=None) -> dict:
                 step(x[s], y[s])
             times[name].append((time.perf_counter() - start) / args.steps)
     print(f"MNIST CNN training step, batch {args.batch_size}, float32, Adam; median of {args.rounds} "
-          f"interleaved rounds of {args.steps} steps; BLAS threads: {args.threads or 'default'}")
+          f"interleaved rounds of {args.steps} steps; BLAS threads: {args.threads or 'default'}; "
+          f"malloc: {args.malloc}")
     print(f"{'contestant':<10} {'ms/step':>8} {'samples/s':>10} {'epoch (60k), s':>15}")
     results = {}
     for name, ts in times.items():

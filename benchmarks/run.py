@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline", default=None, help="also time the fnlearn of this checkout (e.g. a git "
                    "worktree of an older commit) as the contestant 'fnlearn@base'")
     p.add_argument("--samples", type=int, default=N_TRAIN, help="training examples to use (default 60000)")
+    p.add_argument("--malloc", choices=("default", "reuse"), default="default", help="'reuse': call "
+                   "fl.reuse_freed_memory() first, as the examples do; it is process-wide, so every "
+                   "contestant runs under it (default: glibc's defaults)")
     args = p.parse_args(argv)
     args.parsed_configs = [parse_config(c) for c in args.configs.split(",")]
     if args.quick:
@@ -178,10 +181,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     measure.use_clock(args.clock)
     names, missing = available_frameworks(args.frameworks, args.threads)
     args.baseline_module = contestants.load_baseline(args.baseline) if args.baseline else None
+    malloc = args.malloc
+    if malloc == "reuse":
+        import fnlearn as fl
+        malloc = "reuse (fl.reuse_freed_memory)" if fl.reuse_freed_memory() else "default (not glibc)"
     X, Y, data_note = load_data(args.synthetic, args.data_dir, args.samples)
     results: dict[str, Any] = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                                "machine": measure.machine_info(), "data": data_note, "clock": args.clock,
-                               "missing": missing}
+                               "missing": missing, "malloc": malloc}
     if args.threads:  # after every import, so that every BLAS library loaded is limited
         from threadpoolctl import threadpool_limits
         limit_threads(args.threads, names)
@@ -208,7 +215,8 @@ def render(results: dict[str, Any]) -> str:
     parts = [f"command: {results['command']}",
              f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, NumPy {m['numpy']}; "
              f"load average {m['loadavg_start']} at start, {m['loadavg_end']} at end",
-             "environment: " + ", ".join(f"{k}={v}" for k, v in m["env"].items()),
+             "environment: " + ", ".join(f"{k}={v}" for k, v in m["env"].items())
+             + f"; malloc: {results.get('malloc', 'default')}",
              "BLAS: " + "; ".join(f"{b['library']} {b['version']} kernel {b['kernel']}, {b['threads']} threads "
                                   f"({b['file']})" for b in results["blas"]),
              "frameworks: " + (", ".join(f"{k} {v}" for k, v in results["frameworks"].items()) or "none")

@@ -176,6 +176,7 @@ def plot(curves: dict[str, dict[str, Any]], path: str, title: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run every rule from the same start; returns {"curves": {rule: curve}, "png": path, "config"}."""
     args = parse_args(argv)
+    fl.reuse_freed_memory()  # a step's freed arrays serve the next step (no page faults)
     data = load(args)
     model = fl.serial(fl.Dense(args.hidden), fl.Relu(), fl.Dense(10))
     params = model.init(np.random.default_rng([args.seed, 0]), (-1, 784))

@@ -14,6 +14,7 @@ Example:
 
 from . import data, datasets, initializers, losses, metrics, optim, tree
 from ._grad import value_and_grad
+from ._memory import reuse_freed_memory
 from ._stateful import StatefulLayer, bind_state
 from ._train import train_step
 from ._types import Layer
@@ -30,5 +31,5 @@ __all__ = [
     "LogSoftmax", "Flatten", "Identity", "Dropout",
     "Conv2D", "ConvTranspose2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool", "LayerNorm", "BatchNorm",
     "Embedding", "StatefulLayer", "bind_state",
-    "value_and_grad", "train_step", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
+    "value_and_grad", "train_step", "reuse_freed_memory", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
 ]
