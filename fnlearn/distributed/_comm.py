@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import traceback
 from typing import Any, Iterator
 
@@ -98,5 +99,8 @@ def _abort(comm: Comm, exc: BaseException, exit_code: int) -> None:
         sys.stdout.flush()
     sys.stderr.write(message)
     sys.stderr.flush()
+    # The launcher forwards each rank's output asynchronously and stops forwarding when the job is
+    # torn down; a moment's grace lets the message (the reason for the abort) reach the user.
+    time.sleep(0.2)
     comm.Abort(exit_code)
     os._exit(exit_code)  # some MPI libraries return from MPI_Abort before mpiexec ends the process
