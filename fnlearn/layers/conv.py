@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import _checks
+from .._kernels import column_sums
 from .._types import Array, Layer, Params, Shape, resolve_dtype
 from ..initializers import Initializer, lecun_normal, zeros
 from . import _windows
@@ -118,7 +119,7 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
             dy2 = dy.reshape(-1, out_channels)
             dw = np.empty(w.shape, dy2.dtype)  # owns its memory (train_step can add into it)
             np.matmul(cols.T, dy2, out=dw.reshape(-1, out_channels))
-            dparams = {"w": dw, "b": dy2.sum(axis=0)}
+            dparams = {"w": dw, "b": column_sums(dy2)}
             if not compute_dx:
                 return dparams, None
             dcols = (dy2 @ w2.T).reshape(*y.shape[:3], *kernel, x.shape[3])

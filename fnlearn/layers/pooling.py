@@ -72,6 +72,7 @@ def MaxPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any
         (array([3.]), array([0., 1., 0., 0.]))
     """
     name, kernel, strides, pad_spec, init = _pool_layer("MaxPool2D", window, stride, padding)
+    disjoint = strides[0] >= kernel[0] and strides[1] >= kernel[1]  # no two windows share an entry
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
         x = _pool_input(name, params, x)
@@ -86,7 +87,10 @@ def MaxPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any
                 return {}, None
             dxp = np.zeros(xp.shape, dtype=x.dtype)
             for k, (rows, cols) in enumerate(taps):
-                dxp[:, rows, cols, :] += dy * (winner == k)
+                if disjoint:  # each input entry is in one window at most: write, no add
+                    np.multiply(dy, winner == k, out=dxp[:, rows, cols, :])
+                else:
+                    dxp[:, rows, cols, :] += dy * (winner == k)
             return {}, np.ascontiguousarray(_windows.crop(dxp, g.pads))
 
         return y, vjp
