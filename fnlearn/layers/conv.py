@@ -3,7 +3,8 @@
 Both layers are one matrix product on windows: :func:`fnlearn.layers._windows.im2col` turns the padded
 input into rows of ``kh * kw * C`` entries and the kernel ``(kh, kw, in, out)`` becomes a
 ``(kh * kw * in, out)`` matrix. The VJP reuses those rows for the kernel gradient and adds the input
-cotangent back with one strided add per kernel tap (``col2im``), so no Python loop runs over positions
+cotangent back with one strided add per kernel tap (``col2im``; for ``Conv2D`` from tap-major blocks
+of one batched product, so each add runs over contiguous rows), so no Python loop runs over positions
 or examples. ``Conv2D`` computes a cross-correlation, as PyTorch, JAX and TensorFlow do.
 """
 
@@ -122,8 +123,10 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
             dparams = {"w": dw, "b": column_sums(dy2)}
             if not compute_dx:
                 return dparams, None
-            dcols = (dy2 @ w2.T).reshape(*y.shape[:3], *kernel, x.shape[3])
-            dxp = _windows.col2im(dcols, g, xp.shape)
+            # one batched product straight into tap-major blocks (kh * kw, N, OH, OW, in)
+            w_taps = w.transpose(0, 1, 3, 2).reshape(-1, out_channels, x.shape[3])
+            dcols = np.matmul(dy2, w_taps).reshape(-1, *y.shape[:3], x.shape[3])
+            dxp = _windows.col2im_taps(dcols, g, xp.shape)
             return dparams, np.ascontiguousarray(_windows.crop(dxp, g.pads))
 
         return y, vjp
