@@ -125,7 +125,7 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
                 return dparams, None
             # one batched product straight into tap-major blocks (kh * kw, N, OH, OW, in)
             w_taps = w.transpose(0, 1, 3, 2).reshape(-1, out_channels, x.shape[3])
-            dcols = np.matmul(dy2, w_taps).reshape(-1, *y.shape[:3], x.shape[3])
+            dcols = np.matmul(dy2, w_taps).reshape(len(w_taps), *y.shape[:3], x.shape[3])
             dxp = _windows.col2im_taps(dcols, g, xp.shape)
             return dparams, np.ascontiguousarray(_windows.crop(dxp, g.pads))
 
