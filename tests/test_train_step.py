@@ -82,17 +82,23 @@ def test_equals_the_unfused_step_and_modifies_nothing(name, seed, dtype, batch):
         params, state = got[:2]
 
 
-def test_plain_sgd_writes_the_new_params_into_the_private_updates(monkeypatch):
-    """With fnlearn's layers the backward pass returns fresh arrays, so the addition goes in place."""
+@pytest.fixture
+def in_place_calls(monkeypatch):
+    """A list that grows each time train_step adds into the updates in place (once per nested dict)."""
     calls = []
     real = _train._add_into
     monkeypatch.setattr(_train, "_add_into", lambda p, u: calls.append(1) or real(p, u))
+    return calls
+
+
+def test_plain_sgd_writes_the_new_params_into_the_private_updates(in_place_calls):
+    """With fnlearn's layers the backward pass returns fresh arrays, so the addition goes in place."""
     model = _mlp()
     params = model.init(np.random.default_rng(0), (-1, 4))
     opt = optim.sgd(0.1)
     step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
     new, _, _ = step(params, opt.init(params), np.ones((2, 4), np.float32), np.array([0, 2]))
-    assert calls  # (it recurses once per nested dict)
+    assert in_place_calls
     assert all(a is not b for a, b in zip(tree_leaves(new), tree_leaves(params)))
 
 
@@ -129,8 +135,8 @@ def test_updates_someone_else_holds_are_never_written(where):
     assert not np.shares_memory(w, cache["w"])
 
 
-def test_a_view_of_the_updates_keeps_them_from_being_written(monkeypatch):
-    held = []
+def _dense_whose_grads_are_seen(keep):
+    """``Dense(2)``'s apply, with a VJP that hands its gradients to ``keep`` before returning them."""
     model = fl.Dense(2)
 
     def apply(params, x, *, rng=None, train=False):
@@ -138,9 +144,16 @@ def test_a_view_of_the_updates_keeps_them_from_being_written(monkeypatch):
 
         def spy_vjp(dy, *, compute_dx=True):
             grads, dx = vjp(dy, compute_dx=compute_dx)
-            held.append(grads["b"][:1])  # a view keeps a reference to its base
+            keep(grads)
             return grads, dx
         return y, spy_vjp
+
+    return model, apply
+
+
+def test_a_view_of_the_updates_keeps_them_from_being_written():
+    held = []  # a view keeps a reference to its base
+    model, apply = _dense_whose_grads_are_seen(lambda grads: held.append(grads["b"][:1]))
 
     params = model.init(np.random.default_rng(0), (-1, 3))
     opt = optim.sgd(0.1)
@@ -206,11 +219,8 @@ IN_PLACE_MODELS = {
 
 
 @pytest.mark.parametrize("name", sorted(IN_PLACE_MODELS))
-def test_every_layer_with_params_gets_the_in_place_addition(name, monkeypatch):
+def test_every_layer_with_params_gets_the_in_place_addition(name, in_place_calls):
     make, shape, stateful = IN_PLACE_MODELS[name]
-    calls = []
-    real = _train._add_into
-    monkeypatch.setattr(_train, "_add_into", lambda p, u: calls.append(1) or real(p, u))
     model, opt, loss = make(), optim.sgd(0.1), fl.losses.softmax_cross_entropy
     x = np.random.default_rng(1).normal(size=(4,) + shape[1:]).astype(np.float32)
     y = np.array([0, 1, 1, 0])
@@ -222,21 +232,18 @@ def test_every_layer_with_params_gets_the_in_place_addition(name, monkeypatch):
         params = model.init(np.random.default_rng(0), shape)
         got = fl.train_step(model.apply, loss, opt)(params, opt.init(params), x, y)[0]
         _, grads = fl.value_and_grad(model.apply, loss)(params, x, y)
-    assert calls
+    assert in_place_calls
     _assert_same_tree(got, optim.apply_updates(params, optim.sgd(0.1).update(grads, {"count": 0})[0]),
                       np.float32)
 
 
-def test_embedding_model_gets_the_in_place_addition(monkeypatch):
-    calls = []
-    real = _train._add_into
-    monkeypatch.setattr(_train, "_add_into", lambda p, u: calls.append(1) or real(p, u))
+def test_embedding_model_gets_the_in_place_addition(in_place_calls):
     model = fl.serial(fl.Embedding(7, 3), fl.Flatten(), fl.Dense(2))
     params = model.init(np.random.default_rng(0), (-1, 4), input_dtype=np.int64)
     x, y = np.array([[0, 1, 2, 6], [6, 5, 4, 3]]), np.array([0, 1])
     got = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, optim.sgd(0.5))(params, {"count": 0}, x, y)[0]
     _, grads = fl.value_and_grad(model.apply, fl.losses.softmax_cross_entropy)(params, x, y)
-    assert calls
+    assert in_place_calls
     _assert_same_tree(got, fl.tree.tree_map(lambda p, g: p - 0.5 * g, params, grads), np.float32)
 
 
@@ -297,16 +304,7 @@ def test_a_weakly_referenced_gradient_is_not_overwritten():
     import weakref
 
     refs = []
-    dense = fl.Dense(2)
-
-    def apply(params, x, *, rng=None, train=False):
-        y, vjp = dense.apply(params, x)
-
-        def spy_vjp(dy, *, compute_dx=True):
-            grads, dx = vjp(dy, compute_dx=compute_dx)
-            refs.append(weakref.ref(grads["w"]))
-            return grads, dx
-        return y, spy_vjp
+    dense, apply = _dense_whose_grads_are_seen(lambda grads: refs.append(weakref.ref(grads["w"])))
 
     params = dense.init(np.random.default_rng(0), (-1, 3))
     opt = optim.sgd(0.1)
