@@ -39,8 +39,9 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = fl.optim.apply_updates(params, updates)
 
-    (equal up to float rounding), but faster and holding less memory at once; see the module
-    docstring of ``fnlearn._train``. The model runs with ``train=True`` (dropout needs ``rng``).
+    (equal up to float rounding). With plain SGD it is faster, and its update holds one
+    parameter-sized array beside the old parameters instead of three (gradients, updates, new
+    parameters); see the module docstring of ``fnlearn._train``. The model runs with ``train=True`` (dropout needs ``rng``).
     Use ``value_and_grad`` instead when you want to see the gradients.
 
     With an optimizer that declares a scalar rule (plain ``sgd``; :func:`fnlearn.optim.scalar_rule`),

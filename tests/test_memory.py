@@ -11,9 +11,9 @@ import fnlearn as fl
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Ten 2 MB arrays written and freed together, 20 times: with glibc's defaults the heap top is trimmed
-# after each round (more than twice the largest freed array is free there), so every round faults
-# pages in again (280 a round here; fewer, larger faults where NumPy's arrays get huge pages).
+# Ten 2 MB arrays written and freed together, 20 times: with glibc's defaults the freed memory at the
+# heap top exceeds the (adaptive) trim threshold after each round and goes back to the OS, so every
+# round faults pages in again (280 a round here; fewer, larger faults where arrays get huge pages).
 SCRIPT = """
 import resource, sys
 import numpy as np
@@ -48,9 +48,14 @@ def test_freed_arrays_are_reused_instead_of_faulted_in_again():
     assert reused <= default / 10
 
 
-@pytest.mark.parametrize("kwargs", [{"mmap_threshold": 2 ** 26}, {"trim_threshold": 0},
+@pytest.mark.parametrize("kwargs", [{"mmap_threshold": 2 ** 31}, {"trim_threshold": 0},
                                     {"trim_threshold": 2 ** 31}, {"mmap_threshold": 1.5e6},
-                                    {"trim_threshold": True}])
+                                    {"trim_threshold": True}, {"mmap_threshold": "32M"}])
 def test_bad_thresholds_are_refused_before_anything_changes(kwargs):
-    with pytest.raises(ValueError, match="reuse_freed_memory: .* must be an int in"):
+    with pytest.raises(ValueError, match="reuse_freed_memory: .* must be an integer number of bytes in"):
         fl.reuse_freed_memory(**kwargs)
+
+
+def test_numpy_integers_are_thresholds_too():
+    import numpy as np
+    assert fl.reuse_freed_memory(trim_threshold=np.int64(2 ** 30), mmap_threshold=np.int32(2 ** 28)) in (True, False)

@@ -22,7 +22,7 @@ __all__ = ["identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_
 def _stateless(name: str, rule: Any, *, needs_params: bool = False, factor: float | None = None) -> Optimizer:
     """An Optimizer with state ``{}`` whose update maps ``rule(g[, p])`` over the leaves.
 
-    ``factor``: the rule is ``g * factor`` (declared to :func:`fnlearn.train_step` as ``update.scalar``).
+    ``factor``: the rule is ``g * factor`` (declared to :func:`fnlearn.train_step` with ``declare_scalar``).
     """
     def init(params: Params) -> OptState:
         return {}
