@@ -36,19 +36,12 @@ def value_and_grad(apply: ApplyFn, loss: Loss, *, has_state: bool = False) -> Ca
     if has_state:
         return _value_and_grad_with_state(apply, loss)
 
-    for what, fn in (("apply", apply), ("loss", loss)):
-        if not callable(fn):
-            raise TypeError(f"value_and_grad: {what} must be a function, got {fn!r}. Pass e.g. "
-                            "value_and_grad(model.apply, fl.losses.softmax_cross_entropy).")
+    _check_functions("value_and_grad", apply, loss, "value_and_grad(model.apply, fl.losses.softmax_cross_entropy)")
 
     def value_and_grad_fn(params: Params, x: Any, target: Any, *,
                           rng: np.random.Generator | None = None, train: bool = True):
         pred, vjp = apply(params, x, rng=rng, train=train)
-        out = loss(pred, target)
-        if not isinstance(out, tuple) or len(out) != 2:
-            raise TypeError(f"value_and_grad: the loss must return (value, grad), got "
-                            f"{type(out).__name__}. fnlearn.losses functions do; wrap other losses.")
-        value, dpred = out
+        value, dpred = loss_output("value_and_grad", loss(pred, target))
         grads, _ = _checks.call_vjp(vjp, dpred, False)
         return value, grads
 
@@ -76,6 +69,21 @@ def _value_and_grad_with_state(apply: Callable[..., Any], loss: Loss) -> Callabl
         return (value, new_state), grads
 
     return value_and_grad_fn
+
+
+def _check_functions(caller: str, apply: Any, loss: Any, example: str) -> None:
+    """A TypeError naming ``caller`` unless ``apply`` and ``loss`` are callable."""
+    for what, fn in (("apply", apply), ("loss", loss)):
+        if not callable(fn):
+            raise TypeError(f"{caller}: {what} must be a function, got {fn!r}. Pass e.g. {example}.")
+
+
+def loss_output(caller: str, out: Any) -> tuple[Any, Any]:
+    """``(value, dpred)`` from what a loss returned; a TypeError naming ``caller`` otherwise."""
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"{caller}: the loss must return (value, grad), got {type(out).__name__}. "
+                        "fnlearn.losses functions do; wrap other losses.")
+    return out
 
 
 def _check_state_flag(apply: Callable[..., Any], has_state: bool, caller: str = "value_and_grad") -> None:

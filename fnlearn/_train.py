@@ -24,9 +24,9 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _checks
-from ._grad import Loss, _check_state_flag
+from ._grad import Loss, _check_functions, _check_state_flag, loss_output
 from ._types import ApplyFn
-from .optim._base import Optimizer, apply_updates, scalar_rule
+from .optim._base import Optimizer, apply_updates, is_optimizer, scalar_rule
 
 
 def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
@@ -71,12 +71,9 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         (dtype('float32'), 1, 'float')
     """
     _check_state_flag(apply, has_state, "train_step")
-    for what, fn in (("apply", apply), ("loss", loss)):
-        if not callable(fn):
-            raise TypeError(f"train_step: {what} must be a function, got {fn!r}. Pass e.g. "
-                            "train_step(model.apply, fl.losses.softmax_cross_entropy, fl.optim.sgd(0.1)).")
-    if not (isinstance(optimizer, tuple) and len(optimizer) == 2 and callable(optimizer[0])
-            and callable(optimizer[1])):
+    _check_functions("train_step", apply, loss,
+                     "train_step(model.apply, fl.losses.softmax_cross_entropy, fl.optim.sgd(0.1))")
+    if not is_optimizer(optimizer):
         raise TypeError(f"train_step: optimizer must be an Optimizer(init, update), got "
                         f"{type(optimizer).__name__}. Call the constructor, e.g. fl.optim.sgd(0.1).")
     scalar = scalar_rule(optimizer)
@@ -106,7 +103,7 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         def step_with_state(params: Any, model_state: Any, opt_state: Any, x: Any, target: Any, *,
                             rng: np.random.Generator | None = None) -> tuple[Any, Any, Any, Any]:
             pred, model_state, vjp = apply(params, model_state, x, rng=rng, train=True)
-            value, dpred = _value(loss, pred, target)
+            value, dpred = loss_output("train_step", loss(pred, target))
             box = [vjp, dpred]
             del pred, vjp, dpred
             params, opt_state = descend(params, opt_state, box)
@@ -117,21 +114,13 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
     def step(params: Any, opt_state: Any, x: Any, target: Any, *,
              rng: np.random.Generator | None = None) -> tuple[Any, Any, Any]:
         pred, vjp = apply(params, x, rng=rng, train=True)
-        value, dpred = _value(loss, pred, target)
+        value, dpred = loss_output("train_step", loss(pred, target))
         box = [vjp, dpred]
         del pred, vjp, dpred
         params, opt_state = descend(params, opt_state, box)
         return params, opt_state, value
 
     return step
-
-
-def _value(loss: Loss, pred: Any, target: Any) -> tuple[Any, Any]:
-    out = loss(pred, target)
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"train_step: the loss must return (value, grad), got {type(out).__name__}. "
-                        "fnlearn.losses functions do; wrap other losses.")
-    return out
 
 
 def _factor(rule: Callable[[Any], tuple[Any, Any]], opt_state: Any) -> tuple[float, Any]:

@@ -261,6 +261,11 @@ def apply_updates(params: Params, updates: Updates) -> Params:
                        fix="Pass the updates that an optimizer's update returned for these params.") from None
 
 
+def is_optimizer(obj: Any) -> bool:
+    """Whether ``obj`` is an ``(init, update)`` pair of functions, as every rule returns."""
+    return isinstance(obj, tuple) and len(obj) == 2 and callable(obj[0]) and callable(obj[1])
+
+
 def chain(*transforms: Optimizer) -> Optimizer:
     """Compose transformations: each one's updates are the next one's input.
 
@@ -279,7 +284,7 @@ def chain(*transforms: Optimizer) -> Optimizer:
         array([0.3, 0.4])
     """
     for i, t in enumerate(transforms):
-        if not (isinstance(t, tuple) and len(t) == 2 and callable(t[0]) and callable(t[1])):
+        if not is_optimizer(t):
             raise TypeError(f"chain: argument {i} must be an Optimizer(init, update), got "
                             f"{type(t).__name__}. Call the constructor, e.g. optim.scale(-0.1).")
 
