@@ -1,0 +1,31 @@
+"""Moving parameters to and from other libraries: safetensors files and PyTorch ``nn.Linear`` weights.
+
+**safetensors** (the optional extra ``pip install fnlearn[interop]``): :func:`save_safetensors` writes
+each array of a params tree under its path (``"0/w"``), and records the tree's nesting (including
+parameterless ``{}`` entries) and key order in the file's metadata under ``"fnlearn.structure"``, so
+:func:`load_safetensors` gives back the same nested dict. A safetensors file written elsewhere (no
+such entry) loads as a flat dict of its tensor names, e.g. ``{"0.weight": ..., "0.bias": ...}``.
+
+**PyTorch names and layouts**: an fnlearn ``Dense`` stores ``w`` with shape ``(in, out)`` (``y = x @ w
++ b``); ``torch.nn.Linear`` stores ``weight`` with shape ``(out, in)`` (``y = x @ weight.T + bias``).
+So ``"0/w" <-> "0.weight"`` transposed, and ``"0/b" <-> "0.bias"`` as is. ``fl.serial`` keys its
+children by position, as ``nn.Sequential`` does, so a ``serial(Dense(8), Relu(), Dense(3))`` and a
+``Sequential(Linear(4, 8), ReLU(), Linear(8, 3))`` have matching names ``0`` and ``2``.
+
+Example:
+    >>> import numpy as np
+    >>> from fnlearn import interop
+    >>> params = {"0": {"w": np.ones((4, 8), np.float32), "b": np.zeros(8, np.float32)}, "1": {}}
+    >>> sd = interop.to_torch_linear_state_dict(params)
+    >>> {k: v.shape for k, v in sd.items()}
+    {'0.weight': (8, 4), '0.bias': (8,)}
+    >>> back = interop.from_torch_linear_state_dict(sd, like=params)
+    >>> back["0"]["w"].shape, back["1"]
+    ((4, 8), {})
+"""
+
+from ._safetensors import STRUCTURE_KEY, load_safetensors, save_safetensors
+from ._torch import from_torch_linear_state_dict, to_torch_linear_state_dict
+
+__all__ = ["STRUCTURE_KEY", "save_safetensors", "load_safetensors", "to_torch_linear_state_dict",
+           "from_torch_linear_state_dict"]
