@@ -1,4 +1,5 @@
-"""Datasets: MNIST (downloaded on demand, verified by sha256) and the IDX file format.
+"""Datasets: MNIST and tiny Shakespeare (downloaded on demand, verified by sha256), the IDX file
+format, character corpora from any text, and small synthetic sets.
 
 Example:
     >>> from fnlearn import datasets
@@ -10,7 +11,11 @@ Example:
 
 from ._idx import DatasetError, DownloadError, parse_idx, read_idx
 from ._mnist import MNIST_FILES, MNIST_MIRRORS, MNIST_SHA256, default_data_dir, mnist
+from ._shakespeare import (SHAKESPEARE_FILE, SHAKESPEARE_MIRRORS, SHAKESPEARE_SHA256, CharCorpus,
+                           char_corpus, default_shakespeare_dir, tiny_shakespeare)
 from ._synthetic import spirals
 
 __all__ = ["DatasetError", "DownloadError", "MNIST_FILES", "MNIST_MIRRORS", "MNIST_SHA256",
-           "default_data_dir", "mnist", "parse_idx", "read_idx", "spirals"]
+           "default_data_dir", "mnist", "parse_idx", "read_idx", "spirals",
+           "SHAKESPEARE_FILE", "SHAKESPEARE_MIRRORS", "SHAKESPEARE_SHA256", "CharCorpus", "char_corpus",
+           "default_shakespeare_dir", "tiny_shakespeare"]

@@ -1,4 +1,5 @@
-"""Downloading a file from a list of mirrors, with a progress bar, verified, written atomically."""
+"""Downloading a file from a list of mirrors, with a progress bar, verified, written atomically; the
+per-user cache directory and the sha256 check that the data set loaders share."""
 
 from __future__ import annotations
 
@@ -8,13 +9,38 @@ import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from ._idx import DatasetError, DownloadError, read_uncompressed
+from ._idx import DatasetError, DownloadError, read_uncompressed, sha256_hex
 
-__all__ = ["download_verified"]
+__all__ = ["cache_dir", "download_verified", "sha256_verifier"]
 
 _CHUNK = 1 << 16
 _TIMEOUT_SECONDS = 30.0
+
+
+def cache_dir(env_var: str, name: str) -> Path:
+    """``$env_var`` when set and not empty, else ``$XDG_CACHE_HOME/fnlearn/name``, else
+    ``~/.cache/fnlearn/name``."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(cache).expanduser() / "fnlearn" / name
+
+
+def sha256_verifier(who: str, path: str | os.PathLike[str], expected: str,
+                    original: str) -> Callable[[bytes], None]:
+    """A check that raises DatasetError naming ``who`` and ``path`` when the content's sha256 is not
+    ``expected``; the message tells the user to delete the file or replace it with ``original``."""
+    def verify(data: bytes) -> None:
+        actual = sha256_hex(data)
+        if actual != expected:
+            raise DatasetError(
+                f"{who}: {path} is not the expected file: the sha256 of its uncompressed content is "
+                f"{actual}, expected {expected}. It is corrupt or a different file; delete it and load "
+                f"again to download a fresh copy, or replace it with {original}.")
+    return verify
 
 
 class _PlainProgress:

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .._types import Array
-from ._download import download_verified
-from ._idx import DatasetError, DownloadError, parse_idx, read_uncompressed, sha256_hex
+from ._download import cache_dir, download_verified, sha256_verifier
+from ._idx import DatasetError, DownloadError, parse_idx, read_uncompressed
 
 __all__ = ["MNIST_FILES", "MNIST_MIRRORS", "MNIST_SHA256", "default_data_dir", "mnist"]
 
@@ -40,11 +40,7 @@ def default_data_dir() -> Path:
     The cache is ``$XDG_CACHE_HOME/fnlearn/mnist``, or ``~/.cache/fnlearn/mnist`` when
     ``XDG_CACHE_HOME`` is unset.
     """
-    env = os.environ.get("FNLEARN_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(cache).expanduser() / "fnlearn" / "mnist"
+    return cache_dir("FNLEARN_DATA_DIR", "mnist")
 
 
 def _find(directory: Path, name: str) -> Path | None:
@@ -57,14 +53,7 @@ def _find(directory: Path, name: str) -> Path | None:
 
 def _verifier(path: Path, expected: str) -> Callable[[bytes], None]:
     """A check that raises DatasetError naming ``path`` when the content's sha256 is not ``expected``."""
-    def verify(data: bytes) -> None:
-        actual = sha256_hex(data)
-        if actual != expected:
-            raise DatasetError(
-                f"mnist: {path} is not the expected file: the sha256 of its uncompressed content is "
-                f"{actual}, expected {expected}. It is corrupt or a different file; delete it and load "
-                "again to download a fresh copy, or replace it with the original MNIST file.")
-    return verify
+    return sha256_verifier("mnist", path, expected, "the original MNIST file")
 
 
 def _where_to_put(directory: Path, missing: Sequence[str]) -> str:
