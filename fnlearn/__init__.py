@@ -19,9 +19,12 @@ from ._stateful import StatefulLayer, bind_state
 from ._train import train_step
 from ._types import Layer
 from .combinators import FanInConcat, FanInSum, FanOut, eval_shape, parallel, serial
+from .layers import (GRU, LSTM, Bidirectional, Cell, SimpleRNN, scan, sequence_mask)
 from .layers import (AvgPool2D, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Elu, Embedding,
                      Flatten, Gelu, GlobalAvgPool, Identity, LayerNorm, LeakyRelu, LogSoftmax,
-                     MaxPool2D, Relu, Sigmoid, Softmax, Softplus, Tanh)
+                     MaxPool2D, MultiHeadAttention, PositionalEmbedding, Relu, Sigmoid, Softmax,
+                     Softplus, Tanh)
+from .layers import ClassToken, PatchEmbedding, Residual, SelectToken
 
 __version__ = "0.1.0"
 
@@ -30,6 +33,8 @@ __all__ = [
     "Dense", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Gelu", "Softplus", "Softmax",
     "LogSoftmax", "Flatten", "Identity", "Dropout",
     "Conv2D", "ConvTranspose2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool", "LayerNorm", "BatchNorm",
-    "Embedding", "StatefulLayer", "bind_state",
+    "SimpleRNN", "LSTM", "GRU", "Bidirectional", "scan", "Cell", "sequence_mask",
+    "Embedding", "PositionalEmbedding", "MultiHeadAttention", "PatchEmbedding", "ClassToken", "SelectToken", "Residual",
+    "StatefulLayer", "bind_state",
     "value_and_grad", "train_step", "reuse_freed_memory", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
 ]
