@@ -47,7 +47,8 @@ SCALAR = {"sgd", "sgd_schedule", "named_chain_of_scales"}
 
 @st.composite
 def param_trees(draw):
-    """A params-like tree: layers "0", "1", ... of {"w": (m, n), "b": (n,)}, sometimes an empty layer."""
+    """A params-like tree: layers "0", "1", ... of {"w": (m, n), "b": (n,)}, sometimes an empty layer,
+    sometimes a tuple holding a 0-d leaf and a vector."""
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     sizes = draw(st.lists(st.integers(1, 4), min_size=2, max_size=4))
@@ -56,6 +57,8 @@ def param_trees(draw):
         params[str(i)] = {"w": rng.normal(size=(m, n)).astype(dtype), "b": rng.normal(size=n).astype(dtype)}
     if draw(st.booleans()):
         params["act"] = {}
+    if draw(st.booleans()):  # a 0-d leaf (a temperature, a scale) inside a tuple
+        params["extra"] = (np.asarray(rng.normal(), dtype), rng.normal(size=2).astype(dtype))
     grads = [tree_map(lambda x: rng.normal(size=x.shape).astype(dtype), params) for _ in range(3)]
     return params, grads
 

@@ -148,7 +148,7 @@ def test_bad_hyperparameters_raise_sentences():
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         optim.sgd(0.1, nesterov=True)
     with pytest.raises(ValueError, match="learning_rate must be in"):
-        optim.sgd(-0.1)
+        optim.sgd(float("nan"))
     with pytest.raises(TypeError, match="learning_rate must be a number or a schedule"):
         optim.sgd("fast")
     with pytest.raises(ValueError, match="weight_decay > 0 needs the params"):

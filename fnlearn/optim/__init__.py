@@ -26,7 +26,7 @@ from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_d
                          warmup_cosine_decay_schedule)
 from ._transforms import (add_decayed_weights, clip, clip_by_global_norm, identity, scale, scale_by_learning_rate,
                           scale_by_schedule, scale_by_trust_ratio, set_to_zero, trace)
-from ._wrappers import MultiSteps, apply_if_finite, inject_hyperparams, masked, partition
+from ._wrappers import MultiSteps, apply_if_finite, freeze, inject_hyperparams, masked, partition
 
 __all__ = [
     # the contract
@@ -40,7 +40,7 @@ __all__ = [
     "scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_nadam", "scale_by_rms",
     "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion",
     # wrappers
-    "masked", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
+    "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
     # schedules
     "constant_schedule", "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "exponential_decay", "piecewise_constant_schedule", "join_schedules",

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_state, declare_scalar,
+from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_learning_rate, check_state, declare_scalar,
                     map_leaves, named_chain, resolve)
 from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
                         scale_by_nadam, scale_by_rms, scale_by_rss, scale_by_stddev)
@@ -53,7 +53,7 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.0, nesterov: bool =
         >>> updates["w"], state["momentum"]["w"]
         (array([-0.19, -0.19], dtype=float32), array([1.9, 1.9], dtype=float32))
     """
-    lr = check_hyper("sgd", "learning_rate", learning_rate, schedule_ok=True)
+    lr = check_learning_rate("sgd", learning_rate)
     mom = check_hyper("sgd", "momentum", momentum)
     wd = check_hyper("sgd", "weight_decay", weight_decay)
     damp = check_hyper("sgd", "dampening", dampening, high=1.0)
@@ -127,16 +127,18 @@ def _l2_rule(name: str, direction: Optimizer, learning_rate: ScalarOrSchedule, w
              *extra: tuple[str, Optimizer]) -> Optimizer:
     """``named_chain`` of [L2 decay added to the gradient], the direction, extras, the learning rate."""
     wd = check_hyper(name, "weight_decay", weight_decay)
-    lr = scale_by_learning_rate(check_hyper(name, "learning_rate", learning_rate, schedule_ok=True))
+    lr = scale_by_learning_rate(check_learning_rate(name, learning_rate))
     decay = [("weight_decay", add_decayed_weights(wd))] if wd else []
     return named_chain(*decay, (name, direction), *extra, ("learning_rate", lr))
 
 
 def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-         eps_root: float = 0.0, weight_decay: float = 0.0) -> Optimizer:
-    """Adam, as ``torch.optim.Adam``: ``g += weight_decay * p`` (L2, coupled);
+         eps_root: float = 0.0, weight_decay: float = 0.0, *, nesterov: bool = False) -> Optimizer:
+    """Adam (Kingma & Ba 2015), as ``torch.optim.Adam``: ``g += weight_decay * p`` (L2, coupled);
     ``m = b1*m + (1-b1)*g``; ``v = b2*v + (1-b2)*g**2``;
     ``u = -lr * (m/c1) / (sqrt(v/c2 + eps_root) + eps)`` with ``c1 = 1-b1**t``, ``c2 = 1-b2**t``.
+    ``nesterov=True`` is optax's ``adam(nesterov=True)`` (see :func:`scale_by_adam`); it is not
+    torch's NAdam, which is :func:`nadam`.
 
     Returns:
         ``named_chain([weight_decay,] adam=scale_by_adam, learning_rate=scale_by_learning_rate)``.
@@ -147,7 +149,7 @@ def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, ep
         >>> opt.update({"w": np.array([5.0, -0.2])}, opt.init({"w": np.zeros(2)}))[0]["w"]
         array([-0.1,  0.1])
     """
-    return _l2_rule("adam", scale_by_adam(b1, b2, eps, eps_root), learning_rate, weight_decay)
+    return _l2_rule("adam", scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov), learning_rate, weight_decay)
 
 
 def amsgrad(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
@@ -181,7 +183,7 @@ def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, e
         array([-0.15])
     """
     wd = check_hyper("adamw", "weight_decay", weight_decay)
-    lr = check_hyper("adamw", "learning_rate", learning_rate, schedule_ok=True)
+    lr = check_learning_rate("adamw", learning_rate)
     return named_chain(("adam", scale_by_adam(b1, b2, eps, eps_root)),
                        ("weight_decay", add_decayed_weights(wd, mask)),
                        ("learning_rate", scale_by_learning_rate(lr)))
@@ -189,8 +191,8 @@ def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, e
 
 def adamax(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
            weight_decay: float = 0.0) -> Optimizer:
-    """Adamax, as ``torch.optim.Adamax``: ``n = max(b2*n, |g| + eps)``; ``u = -lr * (m/c1) / n``
-    (eps inside the max, like torch; optax adds it to the denominator).
+    """Adamax (Kingma & Ba 2015), as ``torch.optim.Adamax`` and optax's ``adamax``:
+    ``n = max(b2*n, |g| + eps)``; ``u = -lr * (m/c1) / n`` (eps inside the max in both).
 
     Example:
         >>> import numpy as np
@@ -216,11 +218,13 @@ def nadam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, e
 
 
 def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.99, eps: float = 1e-8, centered: bool = False,
-            momentum: float = 0.0, weight_decay: float = 0.0, initial_scale: float = 0.0) -> Optimizer:
-    """RMSprop, as ``torch.optim.RMSprop`` (``decay`` is torch's ``alpha``):
-    ``v = decay*v + (1-decay)*g**2``; ``d = g / (sqrt(v) + eps)``, or ``g / (sqrt(v - m**2) + eps)``
-    when ``centered`` (``m`` the mean gradient); with momentum ``b = momentum*b + d``, ``u = -lr*b``.
-    eps is outside the sqrt (torch; optax's default is inside).
+            momentum: float = 0.0, weight_decay: float = 0.0, initial_scale: float = 0.0, *,
+            eps_in_sqrt: bool = False) -> Optimizer:
+    """RMSprop (Hinton 2012; centered: Graves 2013), as ``torch.optim.RMSprop`` (``decay`` is torch's
+    ``alpha``): ``v = decay*v + (1-decay)*g**2``; ``d = g / (sqrt(v) + eps)``, or
+    ``g / (sqrt(v - m**2) + eps)`` when ``centered`` (``m`` the mean gradient); with momentum
+    ``b = momentum*b + d``, ``u = -lr*b``. eps is outside the sqrt (torch); ``eps_in_sqrt=True`` puts it
+    inside, ``sqrt(v + eps)``, which with ``decay=0.9`` is optax's default ``rmsprop``.
 
     Example:
         >>> import numpy as np
@@ -229,7 +233,7 @@ def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.99, eps: float = 1
         array([-0.2])
     """
     mom = check_hyper("rmsprop", "momentum", momentum)
-    direction = (scale_by_stddev if centered else scale_by_rms)(decay, eps, initial_scale)
+    direction = (scale_by_stddev if centered else scale_by_rms)(decay, eps, initial_scale, eps_in_sqrt=eps_in_sqrt)
     extra = [("momentum", trace(mom))] if mom else []
     return _l2_rule("rmsprop", direction, learning_rate, weight_decay, *extra)
 
@@ -250,7 +254,9 @@ def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value: float = 
 
 def adadelta(learning_rate: ScalarOrSchedule = 1.0, rho: float = 0.9, eps: float = 1e-6,
              weight_decay: float = 0.0) -> Optimizer:
-    """Adadelta, as ``torch.optim.Adadelta``: see :func:`scale_by_adadelta`; ``u = -lr * delta``.
+    """Adadelta (Zeiler 2012), as ``torch.optim.Adadelta``: see :func:`scale_by_adadelta`;
+    ``u = -lr * delta``. The default ``learning_rate=1.0`` is torch's; optax's default ``None`` means
+    no scaling at all, so its update is ``+delta``, an ascent direction: pass a rate to optax.
 
     Example:
         >>> import numpy as np
@@ -273,7 +279,7 @@ def lion(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.99, wei
         array([-0.1,  0.1])
     """
     wd = check_hyper("lion", "weight_decay", weight_decay)
-    lr = check_hyper("lion", "learning_rate", learning_rate, schedule_ok=True)
+    lr = check_learning_rate("lion", learning_rate)
     return named_chain(("lion", scale_by_lion(b1, b2)), ("weight_decay", add_decayed_weights(wd, mask)),
                        ("learning_rate", scale_by_learning_rate(lr)))
 
@@ -291,7 +297,7 @@ def lamb(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, ep
         array([-0.5, -0. ])
     """
     wd = check_hyper("lamb", "weight_decay", weight_decay)
-    lr = check_hyper("lamb", "learning_rate", learning_rate, schedule_ok=True)
+    lr = check_learning_rate("lamb", learning_rate)
     return named_chain(("adam", scale_by_adam(b1, b2, eps, eps_root)),
                        ("weight_decay", add_decayed_weights(wd, mask)),
                        ("trust_ratio", scale_by_trust_ratio()), ("learning_rate", scale_by_learning_rate(lr)))

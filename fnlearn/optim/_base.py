@@ -21,6 +21,7 @@ hyperparameters never upcast an array).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Union
 
 import numpy as np
@@ -79,7 +80,8 @@ def _walk(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]) -> A
     tree in ``rest`` differs in structure, or a leaf in shape or dtype (the caller explains it).
 
     This runs on every optimizer step, so nested dicts of arrays (the usual params) take a fast path:
-    no path strings, and the leaf checks inlined in the comprehension.
+    no path strings, and the leaf checks inlined in the comprehension. A 0-d leaf takes the slow path,
+    which hands ``f`` one-element views (see :func:`_call_leaf`).
     """
     if type(g) is not dict:
         return _walk_other(f, n_out, g, rest)
@@ -88,15 +90,15 @@ def _walk(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]) -> A
         if (type(o) is not dict and not isinstance(o, dict)) or o.keys() != keys:
             raise _Mismatch
     if not rest:
-        out = {k: f(v) if type(v) is _ndarray else _walk(f, n_out, v, rest) for k, v in g.items()}
+        out = {k: f(v) if type(v) is _ndarray and v.ndim else _walk(f, n_out, v, rest) for k, v in g.items()}
     elif len(rest) == 1:  # the leaf checks are inlined: this runs once per leaf per step
         a, = rest
-        out = {k: f(v, x) if (type(v) is _ndarray and type(x := a[k]) is _ndarray and x.shape == v.shape
-                              and x.dtype == v.dtype) else _walk(f, n_out, v, (a[k],))
+        out = {k: f(v, x) if (type(v) is _ndarray and v.ndim and type(x := a[k]) is _ndarray
+                              and x.shape == v.shape and x.dtype == v.dtype) else _walk(f, n_out, v, (a[k],))
                for k, v in g.items()}
     elif len(rest) == 2:
         a, b = rest
-        out = {k: f(v, x, y) if (type(v) is _ndarray and type(x := a[k]) is _ndarray
+        out = {k: f(v, x, y) if (type(v) is _ndarray and v.ndim and type(x := a[k]) is _ndarray
                                  and type(y := b[k]) is _ndarray and x.shape == v.shape == y.shape
                                  and x.dtype == v.dtype == y.dtype) else _walk(f, n_out, v, (a[k], b[k]))
                for k, v in g.items()}
@@ -141,7 +143,19 @@ def _walk_other(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]
             raise _Mismatch
         return None if n_out == 0 else (None,) * n_out
     _check_leaf(g, *rest)
-    return f(g, *rest)
+    return _call_leaf(f, n_out, g, rest)
+
+
+def _call_leaf(f: Callable[..., Any], n_out: int, g: Any, rest: tuple[Any, ...]) -> Any:
+    """``f(g, *rest)``; a 0-d array leaf is passed as a one-element 1-d array and its results come back
+    0-d, so rule bodies may use in-place ufuncs (for a 0-d array, ``v / c`` is a NumPy scalar, which
+    ``out=`` refuses) and every result leaf is an array."""
+    if not isinstance(g, (_ndarray, np.generic)) or g.ndim:
+        return f(g, *rest)
+    out = f(g.reshape(1), *[np.reshape(o, 1) for o in rest])
+    if n_out == 0:
+        return np.reshape(out, ())
+    return tuple([np.reshape(o, ()) for o in out])
 
 
 _FIX_GRADS = ("Pass gradients of these params (fl.value_and_grad returns them) and a state made by this "
@@ -374,9 +388,34 @@ def check_hyper(fn: str, name: str, value: Any, *, low: float = 0.0, high: float
     return number
 
 
+def check_learning_rate(fn: str, value: Any, name: str = "learning_rate") -> Any:
+    """A learning rate: any finite real number (a negative one ascends) or a schedule."""
+    return check_hyper(fn, name, value, low=-float("inf"), schedule_ok=True)
+
+
 def resolve(value: Any, count: int) -> float:
-    """The value of a hyperparameter at step ``count``: ``float(value(count))`` for a schedule."""
-    return float(value(count)) if callable(value) else value
+    """The value of a hyperparameter at step ``count``: the schedule's output for a schedule, checked.
+
+    Raises:
+        TypeError: the schedule returned something that is not a real number (e.g. a string).
+        ValueError: the schedule returned NaN or an infinity.
+    """
+    if not callable(value):
+        return value
+    out = value(count)
+    if type(out) is float and out - out == 0.0:  # the usual case: a finite Python float
+        return out
+    try:
+        if isinstance(out, (str, bytes, bool, np.bool_)) or np.size(out) != 1:
+            raise TypeError
+        number = float(out)
+    except (TypeError, ValueError):
+        raise TypeError(f"the schedule {getattr(value, '__name__', repr(value))} returned {out!r} at step "
+                        f"count {count}; a schedule must return a real number.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"the schedule {getattr(value, '__name__', repr(value))} returned {number} at step "
+                         f"count {count}; a hyperparameter must be finite. Check the schedule's arguments.")
+    return number
 
 
 def named_chain(*transforms: tuple[str, Optimizer]) -> Optimizer:

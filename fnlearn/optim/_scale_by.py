@@ -37,9 +37,11 @@ def _moments(name: str, b1: float, b2: float, eps: float) -> tuple[float, float,
             check_hyper(name, "eps", eps))
 
 
-def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0) -> Optimizer:
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, *,
+                  nesterov: bool = False) -> Optimizer:
     """Adam's direction: ``m = b1*m + (1-b1)*g``; ``v = b2*v + (1-b2)*g**2``;
-    ``u = (m/c1) / (sqrt(v/c2 + eps_root) + eps)``.
+    ``u = m_hat / (sqrt(v/c2 + eps_root) + eps)`` with ``m_hat = m/c1``, or with ``nesterov=True``
+    (optax's NAdam, Dozat 2016) ``m_hat = b1*m/(1-b1**(t+1)) + (1-b1)*g/c1``.
 
     Returns:
         An :class:`Optimizer`; state ``{"count": int, "mu": tree, "nu": tree}``.
@@ -62,7 +64,12 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
 
         def leaf(g: Any, m: Any, v: Any, p: Any = None) -> tuple[Any, Any, Any]:
             m, v = _ema(m, g, b1), _ema(v, g * g, b2)
-            return (m / c1) / _root(v / c2, eps_root, eps), m, v
+            if nesterov:
+                m_hat = m * (b1 / (1.0 - b1 ** (count + 1)))
+                m_hat += g * ((1.0 - b1) / c1)
+            else:
+                m_hat = m / c1
+            return m_hat / _root(v / c2, eps_root, eps), m, v
 
         u, mu, nu = map_leaves("scale_by_adam.update", leaf, grads, state["mu"], state["nu"],
                                params=params, labels=("state['mu']", "state['nu']"), n_out=3)
@@ -117,9 +124,8 @@ def scale_by_amsgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_
 
 
 def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
-    """Adamax as in torch: ``m = b1*m + (1-b1)*g``; ``n = max(b2*n, |g| + eps)``; ``u = (m/c1) / n``.
-
-    (optax puts eps outside: ``n = max(b2*n, |g|)``, ``u = (m/c1) / (n + eps)``.)
+    """Adamax (Kingma & Ba 2015, section 7.1) as in torch and optax: ``m = b1*m + (1-b1)*g``;
+    ``n = max(b2*n, |g| + eps)``; ``u = (m/c1) / n``.
 
     Returns:
         An :class:`Optimizer`; state ``{"count", "mu", "nu"}`` (``nu`` is the infinity norm ``n``).
@@ -199,10 +205,10 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     return Optimizer(lambda params: {"count": 0, "mu_product": 1.0, **_zeros(params, "mu", "nu")}, update)
 
 
-def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 0.0) -> Optimizer:
-    """RMSprop's direction as in torch: ``v = decay*v + (1-decay)*g**2``; ``u = g / (sqrt(v) + eps)``.
-
-    (eps is outside the sqrt, like torch; optax's default puts it inside.)
+def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 0.0, *,
+                 eps_in_sqrt: bool = False) -> Optimizer:
+    """RMSprop's direction as in torch: ``v = decay*v + (1-decay)*g**2``; ``u = g / (sqrt(v) + eps)``,
+    or ``u = g / sqrt(v + eps)`` with ``eps_in_sqrt=True`` (optax's default; fnlearn's follows torch).
 
     Returns:
         An :class:`Optimizer`; state ``{"nu": tree}`` (initialised to ``initial_scale``).
@@ -216,16 +222,19 @@ def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 
     decay = check_hyper("scale_by_rms", "decay", decay, high=1.0)
     eps = check_hyper("scale_by_rms", "eps", eps)
 
+    inside, outside = (eps, 0.0) if eps_in_sqrt else (0.0, eps)
+
     def leaf(g: Any, v: Any, p: Any = None) -> tuple[Any, Any]:
         v = _ema(v, g * g, decay)
-        return g / _root(v.copy(), 0.0, eps), v
+        return g / _root(v.copy(), inside, outside), v
 
     return moment_transform("scale_by_rms", ('nu',), leaf, lambda params: _zeros(params, "nu", fill=initial_scale))
 
 
-def scale_by_stddev(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 0.0) -> Optimizer:
+def scale_by_stddev(decay: float = 0.99, eps: float = 1e-8, initial_scale: float = 0.0, *,
+                    eps_in_sqrt: bool = False) -> Optimizer:
     """Centered RMSprop as in torch: ``m = decay*m + (1-decay)*g``, ``v`` as in :func:`scale_by_rms`,
-    ``u = g / (sqrt(v - m**2) + eps)``.
+    ``u = g / (sqrt(v - m**2) + eps)``, or ``g / sqrt(v - m**2 + eps)`` with ``eps_in_sqrt=True``.
 
     Returns:
         An :class:`Optimizer`; state ``{"mu": tree, "nu": tree}``.
@@ -239,9 +248,11 @@ def scale_by_stddev(decay: float = 0.99, eps: float = 1e-8, initial_scale: float
     decay = check_hyper("scale_by_stddev", "decay", decay, high=1.0)
     eps = check_hyper("scale_by_stddev", "eps", eps)
 
+    inside, outside = (eps, 0.0) if eps_in_sqrt else (0.0, eps)
+
     def leaf(g: Any, m: Any, v: Any, p: Any = None) -> tuple[Any, Any, Any]:
         m, v = _ema(m, g, decay), _ema(v, g * g, decay)
-        return g / _root(v - m * m, 0.0, eps), m, v
+        return g / _root(v - m * m, inside, outside), m, v
 
     return moment_transform("scale_by_stddev", ('mu', 'nu'), leaf, lambda params: {**_zeros(params, "mu"), **_zeros(params, "nu", fill=initial_scale)})
 

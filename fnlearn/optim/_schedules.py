@@ -7,6 +7,7 @@ Semantics follow optax's schedules of the same names. Pass one anywhere a rule t
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 from ._base import Schedule
@@ -23,11 +24,19 @@ def _number(fn: str, name: str, value: float) -> float:
         raise TypeError(f"{fn}: {name} must be a number, got {value!r}.") from None
 
 
-def _steps(fn: str, name: str, value: int, *, positive: bool = True) -> int:
-    if isinstance(value, bool) or int(value) != value or (value <= 0 if positive else value < 0):
-        kind = "a positive" if positive else "a non-negative"
+def _steps(fn: str, name: str, value: int, *, positive: bool = True, degenerate: bool = False) -> int:
+    """An integer step count: positive, or non-negative, or (``degenerate``) any integer."""
+    if isinstance(value, bool) or int(value) != value or (not degenerate and (value <= 0 if positive else value < 0)):
+        kind = "an" if degenerate else "a positive" if positive else "a non-negative"
         raise ValueError(f"{fn}: {name} must be {kind} integer, got {value!r}.")
     return int(value)
+
+
+def _constant_instead(fn: str, why: str, value: float) -> Schedule:
+    """The constant schedule optax returns for degenerate arguments, with a warning saying so."""
+    warnings.warn(f"{fn}: {why} makes this the constant schedule init_value={value} (as in optax).",
+                  stacklevel=3)
+    return lambda count: value
 
 
 def constant_schedule(value: float) -> Schedule:
@@ -46,14 +55,18 @@ def polynomial_schedule(init_value: float, end_value: float, power: float, trans
     """From ``init_value`` to ``end_value`` over ``transition_steps`` steps after ``transition_begin``:
     ``end + (init - end) * (1 - s / transition_steps)**power`` with ``s`` clipped to the transition.
 
+    ``transition_steps <= 0`` gives the constant ``init_value`` with a warning (optax's rule).
+
     Example:
         >>> polynomial_schedule(1.0, 0.0, power=2, transition_steps=4)(2)
         0.25
     """
     init = _number("polynomial_schedule", "init_value", init_value)
     end = _number("polynomial_schedule", "end_value", end_value)
-    steps = _steps("polynomial_schedule", "transition_steps", transition_steps)
+    steps = _steps("polynomial_schedule", "transition_steps", transition_steps, positive=False, degenerate=True)
     begin = _steps("polynomial_schedule", "transition_begin", transition_begin, positive=False)
+    if steps <= 0:
+        return _constant_instead("polynomial_schedule", f"transition_steps={transition_steps}", init)
 
     def schedule(count: int) -> float:
         s = min(max(count - begin, 0), steps)
@@ -121,7 +134,10 @@ def warmup_cosine_decay_schedule(init_value: float, peak_value: float, warmup_st
 def exponential_decay(init_value: float, transition_steps: int, decay_rate: float, transition_begin: int = 0,
                       staircase: bool = False, end_value: float | None = None) -> Schedule:
     """``init * decay_rate**(s / transition_steps)`` with ``s = count - transition_begin`` (``init`` while
-    ``s <= 0``); ``staircase`` floors the exponent; ``end_value`` bounds the result.
+    ``s <= 0``); ``staircase`` floors the exponent; ``end_value`` bounds every value, also before
+    ``transition_begin`` (a floor when ``decay_rate < 1``, a ceiling otherwise; optax's rule).
+    ``transition_steps <= 0`` or ``decay_rate == 0`` give the constant ``init_value`` with a warning
+    (optax's rule).
 
     Example:
         >>> s = exponential_decay(1.0, transition_steps=2, decay_rate=0.5, staircase=True)
@@ -129,19 +145,20 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
         [1.0, 1.0, 0.5, 0.5, 0.25]
     """
     init = _number("exponential_decay", "init_value", init_value)
-    steps = _steps("exponential_decay", "transition_steps", transition_steps)
+    steps = _steps("exponential_decay", "transition_steps", transition_steps, degenerate=True)
     rate = _number("exponential_decay", "decay_rate", decay_rate)
     begin = _steps("exponential_decay", "transition_begin", transition_begin, positive=False)
+    end = None if end_value is None else _number("exponential_decay", "end_value", end_value)
+    if steps <= 0:
+        return _constant_instead("exponential_decay", f"transition_steps={transition_steps}", init)
+    if rate == 0.0:
+        return _constant_instead("exponential_decay", "decay_rate=0", init)
+    bound = max if rate < 1.0 else min
 
     def schedule(count: int) -> float:
         s = count - begin
-        if s <= 0:
-            return init
-        p = s // steps if staircase else s / steps
-        value = init * rate ** p
-        if end_value is not None:
-            value = max(value, end_value) if rate < 1.0 else min(value, end_value)
-        return value
+        value = init if s <= 0 else init * rate ** (s // steps if staircase else s / steps)
+        return value if end is None else bound(value, end)
 
     return schedule
 

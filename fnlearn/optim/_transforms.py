@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_state, declare_scalar,
+from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_learning_rate, check_state, declare_scalar,
                     map_leaves, moment_transform, resolve)
 
 __all__ = ["identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_by_schedule", "trace",
@@ -111,7 +111,7 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
         >>> t.update({"w": np.ones(2)}, t.init(None))[0]["w"]
         array([-0.1, -0.1])
     """
-    lr = check_hyper("scale_by_learning_rate", "learning_rate", learning_rate, schedule_ok=True)
+    lr = check_learning_rate("scale_by_learning_rate", learning_rate)
     return _counted_scale("scale_by_learning_rate", lr, -1.0 if flip_sign else 1.0)
 
 

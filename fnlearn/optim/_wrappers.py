@@ -16,9 +16,9 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params, PyTree
-from ._base import Optimizer, OptState, Updates, check_hyper, check_state, resolve
+from ._base import Optimizer, OptState, Updates, check_hyper, check_state, map_leaves, resolve
 
-__all__ = ["masked", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite"]
+__all__ = ["masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite"]
 
 
 def _expand(fn: str, prefix: Any, tree: PyTree, path: str = "") -> PyTree:
@@ -61,6 +61,11 @@ def _merge(like: PyTree, flags: PyTree, parts: dict[Any, PyTree]) -> PyTree:
 def masked(inner: Optimizer, mask: Any) -> Optimizer:
     """Apply ``inner`` only to the leaves where ``mask`` is True; other updates pass through unchanged.
 
+    **Unmasked leaves get the incoming updates as they are** (optax's semantics): with
+    ``masked(sgd(0.1), mask)`` the leaves where the mask is False are moved by the *raw gradient*
+    (learning rate 1, ascent), not frozen. To freeze leaves use :func:`freeze`; to give each group its
+    own rule use :func:`partition`.
+
     Args:
         inner: the optimizer for the selected leaves.
         mask: booleans as a tree (or prefix) of the params, or a function ``params -> tree``.
@@ -89,6 +94,29 @@ def masked(inner: Optimizer, mask: Any) -> Optimizer:
         return _merge(grads, flags, {True: u, False: _select(grads, flags, lambda f: not f)}), {"inner": s}
 
     return Optimizer(init, update)
+
+
+def freeze(mask: Any) -> Optimizer:
+    """Zero updates where ``mask`` is True (the parameters do not move); others pass through.
+
+    Put it after the rule in a chain: ``chain(adam(1e-3), freeze(mask))``.
+
+    Args:
+        mask: booleans as a tree (or prefix) of the params, or a function ``params -> tree``.
+
+    Returns:
+        An :class:`Optimizer`; state ``{"inner": {}}`` (it is ``masked(set_to_zero(), mask)``).
+
+    Example:
+        >>> import numpy as np
+        >>> from fnlearn import optim
+        >>> opt = optim.chain(optim.sgd(0.1), freeze({"w": True, "b": False}))
+        >>> u, _ = opt.update({"w": np.ones(1), "b": np.ones(1)}, opt.init({"w": 0, "b": 0}))
+        >>> u["w"], u["b"]
+        (array([0.]), array([-0.1]))
+    """
+    from ._transforms import set_to_zero
+    return masked(set_to_zero(), mask)
 
 
 def partition(transforms: dict[str, Optimizer], param_labels: Any) -> Optimizer:
@@ -180,7 +208,8 @@ def MultiSteps(optimizer: Optimizer, every_k_schedule: Any) -> Optimizer:  # noq
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
         check_state("MultiSteps.update", state, state_keys)
         mini, step = int(state["mini_step"]) + 1, int(state["gradient_step"])
-        acc = _tree.tree_map(lambda g, a: mean_step(g, a, mini), grads, state["acc_grads"])
+        acc = map_leaves("MultiSteps.update", lambda g, a: mean_step(g, a, mini), grads, state["acc_grads"],
+                         labels=("state['acc_grads']",))
         if mini < int(resolve(every, step)):
             return _tree.tree_zeros_like(grads), {**state, "mini_step": mini, "acc_grads": acc}
         updates, inner = optimizer.update(acc, state["inner"], params)
