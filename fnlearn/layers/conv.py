@@ -30,6 +30,25 @@ def _check_nhwc(name: str, shape: Shape) -> Shape:
     return shape
 
 
+def _layout_hint(shape: Shape, channels: int | None = None) -> str:
+    """A sentence saying the layout is NHWC, and how to convert when ``shape`` looks channels-first."""
+    text = (f" The shape is read as NHWC (batch, height, width, channels): height {shape[1]}, width "
+            f"{shape[2]}, channels {shape[3]}." if len(shape) == 4 else "")
+    first = shape[1] == channels if channels is not None else (len(shape) == 4 and shape[1] < shape[3])
+    if len(shape) == 4 and first:
+        text += (" It looks like NCHW (channels first, PyTorch's layout): convert with "
+                 "x.transpose(0, 2, 3, 1) and initialise with (batch, height, width, channels).")
+    return text
+
+
+def _geometry(name: str, shape: Shape, *args: Any) -> Any:
+    """``_windows.geometry`` for the spatial axes of the NHWC ``shape``; its errors name the layout."""
+    try:
+        return _windows.geometry(name, shape[1:3], *args)
+    except ValueError as err:
+        raise ValueError(f"{err}{_layout_hint(shape)}") from None
+
+
 def _kernel_params(name: str, rng: np.random.Generator, shape: tuple[int, int, int, int],
                    dtype: DTypeLike, w_init: Initializer, b_init: Initializer) -> Params:
     dt = resolve_dtype(dtype)
@@ -43,11 +62,12 @@ def _check_input(name: str, params: Params, x: Array, kernel: tuple[int, int],
     _checks.exact_keys(name, params, ("w", "b"))
     w = _checks.param(name, params, "w", ndim=4)
     b = _checks.param(name, params, "b", shape=(channels,))
+    _checks.same_param_dtype(name, "b", b, "w", w)
     _checks.float_array(name, x)
     if x.ndim != 4 or w.shape[:2] != kernel or x.shape[3] != w.shape[2] or w.shape[3] != channels:
         raise ValueError(f"{name}: expected x of shape (batch, height, width, {w.shape[2]}) (NHWC) to "
                          f"match params['w'] of shape {w.shape}, got {x.shape}. Check the input shape "
-                         "the model was initialised with.")
+                         f"the model was initialised with.{_layout_hint(x.shape, w.shape[2]) if x.ndim == 4 and w.shape[2] != x.shape[3] else ''}")
     _checks.same_dtype(name, x, w.dtype)
     return w, b
 
@@ -102,7 +122,7 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
         shape = _check_nhwc(name, input_shape)
-        _windows.geometry(name, shape[1:3], kernel, strides, dilations, pad_spec)
+        _geometry(name, shape, kernel, strides, dilations, pad_spec)
         return _kernel_params(name, rng, (*kernel, shape[3], out_channels), dtype, w_init, b_init)
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
@@ -167,7 +187,10 @@ def ConvTranspose2D(out_channels: int, kernel_size: int | tuple[int, int], *, st
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
         shape = _check_nhwc(name, input_shape)
-        _transposed_geometry(name, shape[1:3], kernel, strides, dilations, pad_spec)
+        try:
+            _transposed_geometry(name, shape[1:3], kernel, strides, dilations, pad_spec)
+        except ValueError as err:
+            raise ValueError(f"{err}{_layout_hint(shape)}") from None
         return _kernel_params(name, rng, (*kernel, shape[3], out_channels), dtype, w_init, b_init)
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):

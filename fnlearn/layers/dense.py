@@ -24,7 +24,8 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
 
     Shapes: ``x`` is ``(batch, ..., in)``, ``y`` is ``(batch, ..., out)``; params
     ``{"w": (in, out), "b": (out,)}``. The VJP costs two matrix products, one with
-    ``compute_dx=False``.
+    ``compute_dx=False``. Non-finite inputs give non-finite outputs and gradients (``inf`` times a
+    zero weight is NaN) without NumPy warnings.
 
     Example:
         >>> import numpy as np, fnlearn as fl
@@ -57,8 +58,12 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
         if w is None:  # something is unusual: the full checks raise, or accept it (ndim > 2, ...)
             w, b = _checked_params(name, params, x, out_features)
         x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
-        y = x2 @ w
-        y += b
+        token = _checks.quiet_fp_begin()  # inf in gives inf or NaN out, documented: no warnings
+        try:
+            y = x2 @ w
+            y += b
+        finally:
+            _checks.quiet_fp_end(token)
         if x.ndim != 2:
             y = y.reshape(*x.shape[:-1], out_features)
 
@@ -66,10 +71,14 @@ def Dense(out_features: int, *, w_init: Initializer | None = None,
             if type(dy) is not np.ndarray or dy.shape != y.shape or dy.dtype != y.dtype:
                 _checks.cotangent(name, dy, y.shape, y.dtype)
             dy2 = dy if dy.ndim == 2 else dy.reshape(-1, out_features)
-            dparams = {"w": x2.T @ dy2, "b": column_sums(dy2)}
-            if not compute_dx:
+            token = _checks.quiet_fp_begin()
+            try:
+                dparams = {"w": x2.T @ dy2, "b": column_sums(dy2)}
+                dx = dy2 @ w.T if compute_dx else None
+            finally:
+                _checks.quiet_fp_end(token)
+            if dx is None:
                 return dparams, None
-            dx = dy2 @ w.T
             return dparams, (dx if x.ndim == 2 else dx.reshape(x.shape))
 
         return y, vjp
@@ -100,6 +109,7 @@ def _checked_params(name: str, params: Params, x: Any, out_features: int) -> tup
         raise ValueError(f"{name}: expected params['w'] of shape (in, {out_features}), got "
                          f"{w.shape}. Were these params initialised for another model?")
     b = _checks.param(name, params, "b", shape=(out_features,))
+    _checks.same_param_dtype(name, "b", b, "w", w)
     _checks.float_array(name, x)
     if x.ndim < 2 or x.shape[-1] != w.shape[0]:
         raise ValueError(f"{name}: expected x of shape (batch, ..., {w.shape[0]}) to match "
