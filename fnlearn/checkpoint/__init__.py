@@ -67,7 +67,8 @@ def save(path: PathLike, tree: PyTree, *, metadata: dict[str, Any] | None = None
 
     Args:
         path: the file to write; its directory must exist. An existing file is replaced only once the
-            new one is completely on disk.
+            new one is completely on disk. Temporary files that killed saves to ``path`` left behind
+            (``.<name>.<pid>-<host>.*.tmp``, of a process no longer running on this host) are removed.
         tree: nested dicts (str or int keys), lists, tuples and ``None``, with NumPy arrays (any shape,
             including 0-d and empty; bool, integer, float, complex, str, bytes or datetime dtypes),
             NumPy scalars, or Python ``bool``/``int``/``float``/``str`` leaves. NamedTuples are
@@ -78,6 +79,7 @@ def save(path: PathLike, tree: PyTree, *, metadata: dict[str, Any] | None = None
     Raises:
         CheckpointError: for an unsupported leaf (object arrays, which would need pickle), a dict key
             that is not a str or int, two leaves with the same path, or metadata that is not JSON.
+        FileNotFoundError: the directory of ``path`` does not exist (the message names it).
     """
     node, arrays = _manifest.encode(tree)
     meta = _check_metadata(metadata)

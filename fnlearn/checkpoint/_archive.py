@@ -8,8 +8,11 @@ the manifest, all before a byte of data is read or an array allocated.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
+import socket
 import tempfile
 import zipfile
 from typing import IO, Callable, Iterable, Union
@@ -26,14 +29,24 @@ MAX_HEADER_BYTES = 10_000
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None], who: str = "fnlearn.checkpoint.save") -> None:
     """Write ``path`` through a temporary file in its directory: flush, fsync, rename, fsync the dir.
 
-    A failure at any point removes the temporary file and leaves an existing ``path`` untouched.
+    A failure at any point removes the temporary file and leaves an existing ``path`` untouched. The
+    temporary file is ``.<name>.<pid>-<host>.<random>.tmp``; a writer killed before its rename leaves
+    it behind, and the next write to ``path`` removes those whose process no longer runs on this host
+    (:func:`remove_stale_temps`). A missing directory is a FileNotFoundError that names it.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    if not os.path.isdir(directory):
+        kind = "is not a directory" if os.path.exists(directory) else "does not exist"
+        error = NotADirectoryError if os.path.exists(directory) else FileNotFoundError
+        raise error(f"{who}('{path}'): the directory {directory} {kind}. Create it first, e.g. "
+                    f"os.makedirs({directory!r}, exist_ok=True).")
+    remove_stale_temps(path)
+    prefix = f".{os.path.basename(path)}.{os.getpid()}-{_HOST}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -45,6 +58,49 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_NAME = re.compile(r"(\d+)-([0-9a-f]{8})\.[^.]+\.tmp")
+
+
+def remove_stale_temps(path: PathLike) -> list[str]:
+    """Remove the temporary files that killed writers of ``path`` left in its directory; return them.
+
+    Only files named by :func:`atomic_write` whose writer ran on this host and is no longer running
+    are removed: a live writer's file, another host's (on a shared file system) and any file of
+    another name are left alone.
+    """
+    path = os.fspath(path)
+    directory, base = os.path.split(os.path.abspath(path))
+    removed = []
+    try:
+        entries = [e.name for e in os.scandir(directory) if e.name.startswith(f".{base}.")]
+    except OSError:
+        return removed
+    for name in entries:
+        m = _TEMP_NAME.fullmatch(name[len(base) + 2:])
+        if m is None or m.group(2) != _HOST or _running(int(m.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+        except OSError:  # removed meanwhile by another writer, or not ours to remove
+            pass
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one of another user counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
 
 
 def _fsync_dir(directory: str) -> None:
