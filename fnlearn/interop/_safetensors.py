@@ -1,7 +1,15 @@
-"""safetensors files: a params tree under its paths, its nesting in the metadata."""
+"""safetensors files: a params tree under its paths, its nesting and a checksum in the metadata.
+
+The safetensors format checks its header and sizes but not the tensor bytes, so a flipped data byte
+loads silently. :func:`save_safetensors` therefore stores the SHA-256 of every tensor's name, dtype,
+shape and bytes under ``"fnlearn.sha256"``, and :func:`load_safetensors` verifies it. A file without
+that entry (written by another library, or by fnlearn before the checksum) loads unverified, unless
+``require_checksum=True``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any, Mapping
@@ -15,6 +23,7 @@ from ..checkpoint import _archive
 __all__ = ["save_safetensors", "load_safetensors"]
 
 STRUCTURE_KEY = "fnlearn.structure"
+CHECKSUM_KEY = "fnlearn.sha256"
 _MAX_HEADER = 100 * 2**20
 
 
@@ -62,25 +71,43 @@ def save_safetensors(path: str | os.PathLike[str], params: Params, *,
         ImportError: safetensors is not installed.
     """
     skeleton, flat = _flatten_dicts("save_safetensors", params)
+    flat = {k: v if v.flags.c_contiguous else v.copy(order="C") for k, v in flat.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta[STRUCTURE_KEY] = json.dumps(skeleton)
+    meta[CHECKSUM_KEY] = _checksum(flat)
     st = _safetensors_numpy()
     try:
-        data = st.save({k: v if v.flags.c_contiguous else v.copy(order="C") for k, v in flat.items()},
-                       metadata=meta)
+        data = st.save(flat, metadata=meta)
     except Exception as e:  # safetensors raises its own error types, not ValueError
         raise CheckpointError(f"save_safetensors: safetensors could not store the params ({e}). It "
                               "stores bool, integer and float16/32/64 arrays.") from None
-    _archive.atomic_write(path, lambda f: f.write(data))
+    _archive.atomic_write(path, lambda f: f.write(data), who="save_safetensors")
 
 
-def load_safetensors(path: str | os.PathLike[str]) -> Params:
+def _checksum(flat: Mapping[str, np.ndarray]) -> str:
+    """The SHA-256 of every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(flat):
+        arr = flat[name]
+        h.update(f"{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        if not arr.dtype.hasobject:  # object arrays: safetensors refuses them just after
+            h.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
+    return h.hexdigest()
+
+
+def load_safetensors(path: str | os.PathLike[str], *, require_checksum: bool = False) -> Params:
     """Read a ``.safetensors`` file: the nested params saved by :func:`save_safetensors`, or, for a
     file written elsewhere, a flat dict ``{tensor name: array}``.
 
+    Args:
+        path: the file to read.
+        require_checksum: refuse a file without fnlearn's checksum entry. By default such a file (one
+            written by another library) loads unverified: safetensors checks only its header and
+            sizes, so damaged tensor bytes would go unnoticed.
+
     Raises:
-        CheckpointError: the file is not a valid safetensors file, or its structure entry disagrees
-            with its tensors.
+        CheckpointError: the file is not a valid safetensors file, its checksum does not match its
+            tensors (a damaged file), or its structure entry disagrees with its tensors.
         ImportError: safetensors is not installed.
     """
     path = os.fspath(path)
@@ -100,8 +127,25 @@ def load_safetensors(path: str | os.PathLike[str]) -> Params:
     except Exception as e:  # SafetensorError, or a numpy error for a dtype it cannot represent
         raise CheckpointError(f"load_safetensors('{path}'): the file is not a readable safetensors "
                               f"file ({type(e).__name__}: {e}).") from None
-    structure = (header.get("__metadata__") or {}).get(STRUCTURE_KEY)
+    meta = header.get("__metadata__") or {}
+    _verify(path, meta.get(CHECKSUM_KEY), flat, require_checksum)
+    structure = meta.get(STRUCTURE_KEY)
     return flat if structure is None else _rebuild(path, structure, flat)
+
+
+def _verify(path: str, expected: Any, flat: Mapping[str, np.ndarray], required: bool) -> None:
+    where = f"load_safetensors('{path}')"
+    if expected is None:
+        if required:
+            raise CheckpointError(f"{where}: the file has no '{CHECKSUM_KEY}' entry, so its tensors "
+                                  "cannot be verified (it was not written by fnlearn's "
+                                  "save_safetensors). Pass require_checksum=False to load it unverified.")
+        return
+    actual = _checksum(flat)
+    if actual != expected:
+        raise CheckpointError(f"{where}: the tensors do not match the file's checksum (sha256 "
+                              f"{actual}, recorded {expected}); the file is corrupted. Restore it "
+                              "from a good copy.")
 
 
 def _rebuild(path: str, structure: str, flat: dict[str, np.ndarray]) -> Params:
