@@ -19,12 +19,15 @@ from ._stateful import StatefulLayer, bind_state
 from ._train import train_step
 from ._types import Layer
 from .combinators import FanInConcat, FanInSum, FanOut, eval_shape, parallel, serial
-from .layers import (GRU, LSTM, Bidirectional, Cell, SimpleRNN, scan, sequence_mask)
+from .layers import (GRU, LSTM, Bidirectional, Cell, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell, scan,
+                     sequence_mask)
 from .layers import (AvgPool2D, BatchNorm, Conv2D, ConvTranspose2D, Dense, Dropout, Elu, Embedding,
                      Flatten, Gelu, GlobalAvgPool, Identity, LayerNorm, LeakyRelu, LogSoftmax,
                      MaxPool2D, MultiHeadAttention, PositionalEmbedding, Relu, Sigmoid, Softmax,
                      Softplus, Tanh)
 from .layers import ClassToken, PatchEmbedding, Residual, SelectToken
+from .layers import MLP, TransformerBlock
+from . import models
 
 __version__ = "0.1.0"
 
@@ -34,7 +37,9 @@ __all__ = [
     "LogSoftmax", "Flatten", "Identity", "Dropout",
     "Conv2D", "ConvTranspose2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool", "LayerNorm", "BatchNorm",
     "SimpleRNN", "LSTM", "GRU", "Bidirectional", "scan", "Cell", "sequence_mask",
+    "SimpleRNNCell", "LSTMCell", "GRUCell",
     "Embedding", "PositionalEmbedding", "MultiHeadAttention", "PatchEmbedding", "ClassToken", "SelectToken", "Residual",
+    "MLP", "TransformerBlock",
     "StatefulLayer", "bind_state",
     "value_and_grad", "train_step", "reuse_freed_memory", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
 ]

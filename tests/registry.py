@@ -38,6 +38,16 @@ def images(min_side: int = 2, max_side: int = 5) -> Any:
     return st.tuples(st.integers(min_side, max_side), st.integers(min_side, max_side), dims)
 
 
+def with_mask(dtype: Any, shape: Any) -> Any:
+    """Float steps ``(B, T, F)`` and a bool mask ``(B, T)`` for the inputs ``(x, mask)`` of recurrent layers."""
+    return hnp.arrays(np.bool_, shape) if len(shape) == 2 else fst.arrays(dtype, shape)
+
+
+sequences = st.tuples(dims, dims)                                   # (steps, features)
+masked_sequences = sequences.map(lambda tf: (tf, tf[:1]))          # ((steps, features), (steps,))
+rnn_options = {"hidden": dims, "return_sequences": st.booleans(), "return_state": st.booleans()}
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     name: str
@@ -66,9 +76,23 @@ def _fan_sum() -> fl.Layer:
     return fl.serial(fl.FanOut(3), fl.parallel(fl.Dense(4), fl.Tanh(), fl.Identity()), fl.FanInSum())
 
 
+def _rnn_stack(hidden: int) -> fl.Layer:
+    return fl.serial(fl.Bidirectional(fl.LSTM(hidden, return_sequences=True)), fl.Dropout(0.5),
+                     fl.GRU(hidden), fl.Dense(2))
+
+
 def _small_cnn() -> fl.Layer:
     return fl.serial(fl.Conv2D(2, 2, padding="same"), fl.Tanh(), fl.AvgPool2D(2), fl.Flatten(),
                      fl.Dense(3))
+
+
+def _residual_mlp(width: int) -> fl.Layer:
+    return fl.Residual(fl.serial(fl.Dense(width), fl.Tanh(), fl.Dense(3)))
+
+
+def _tiny_vit(channels: int, gelu_approximate: str) -> fl.Layer:
+    return fl.models.vit(4, 2, 3, n_layer=2, n_head=2, n_embd=4, channels=channels, mlp_ratio=2,
+                         gelu_approximate=gelu_approximate)
 
 
 LAYERS: list[LayerSpec] = [
@@ -118,10 +142,43 @@ LAYERS: list[LayerSpec] = [
               st.tuples(st.integers(2, 4), st.just(4)),
               {"num_heads": 2, "causal": st.booleans(), "dropout": st.sampled_from([0.2, 0.5])},
               train=True, random=True),
+    LayerSpec("SimpleRNN", fl.SimpleRNN, sequences, {**rnn_options, "nonlinearity": st.sampled_from(["tanh", "relu"])}),
+    LayerSpec("LSTM", fl.LSTM, sequences, rnn_options),
+    LayerSpec("GRU", fl.GRU, sequences, rnn_options),
+    LayerSpec("SimpleRNN-masked", fl.SimpleRNN, masked_sequences, rnn_options, x_elements=with_mask),
+    LayerSpec("LSTM-masked", fl.LSTM, masked_sequences, rnn_options, x_elements=with_mask),
+    LayerSpec("GRU-masked", fl.GRU, masked_sequences, rnn_options, x_elements=with_mask),
+    LayerSpec("scan-LSTMCell", lambda hidden, **kw: fl.scan(fl.LSTMCell(hidden), **kw), masked_sequences,
+              rnn_options, x_elements=with_mask),
+    LayerSpec("scan-GRUCell", lambda hidden, **kw: fl.scan(fl.GRUCell(hidden), **kw), sequences, rnn_options),
+    LayerSpec("Bidirectional-LSTM", lambda **kw: fl.Bidirectional(fl.LSTM(**kw)), masked_sequences,
+              rnn_options, x_elements=with_mask),
+    LayerSpec("Bidirectional-GRU", lambda **kw: fl.Bidirectional(fl.GRU(**kw)), sequences, rnn_options),
+    LayerSpec("serial-rnn-dropout", _rnn_stack, sequences, {"hidden": dims}, train=True, random=True),
+    LayerSpec("MLP", fl.MLP, st.tuples(dims, dims), {"hidden": dims, "bias": st.booleans(),
+                                                      "gelu_approximate": st.booleans()}),
+    LayerSpec("TransformerBlock", fl.TransformerBlock, st.tuples(st.integers(1, 3), st.sampled_from([2, 4])),
+              {"num_heads": st.sampled_from([1, 2]), "causal": st.booleans(), "mlp_ratio": st.integers(1, 2)}),
+    LayerSpec("TransformerBlock-dropout", fl.TransformerBlock, st.tuples(st.integers(2, 3), st.just(4)),
+              {"num_heads": 2, "causal": True, "dropout": 0.3}, train=True, random=True),
+    # the whole GPT: ids in, logits out; the tied embedding's gradient sums the head and the lookup
+    LayerSpec("models.gpt", fl.models.gpt, st.tuples(st.integers(1, 4)),
+              {"vocab_size": 5, "block_size": 4, "n_layer": st.integers(1, 2), "n_head": 2,
+               "n_embd": st.sampled_from([2, 4]), "gelu_approximate": st.booleans()},
+              x_elements=token_ids(5)),
     LayerSpec("serial-mlp", _mlp, st.tuples(dims), {"width": dims}),
     LayerSpec("fan-concat", _fan_concat, st.tuples(dims)),
     LayerSpec("fan-sum", _fan_sum, (4,)),
     LayerSpec("serial-cnn", _small_cnn, (4, 4, 2)),
+    # images whose sides both patch sizes divide
+    LayerSpec("PatchEmbedding", fl.PatchEmbedding, st.sampled_from([(2, 2, 1), (2, 4, 2), (4, 4, 3)]),
+              {"patch_size": st.integers(1, 2), "features": dims}),
+    LayerSpec("ClassToken", fl.ClassToken, st.tuples(dims, dims)),
+    LayerSpec("SelectToken", fl.SelectToken, st.tuples(st.integers(2, 4), dims),
+              {"index": st.sampled_from([0, 1, -1])}),
+    LayerSpec("Residual", _residual_mlp, (3,), {"width": dims}),
+    LayerSpec("vit-tiny", _tiny_vit, (4, 4, 2),
+              {"channels": 2, "gelu_approximate": st.sampled_from(["none", "tanh"])}),
 ]
 
 

@@ -223,3 +223,45 @@ def _check(name: str, params: Params, x: Any, heads: int,
             if leaf.dtype != x.dtype:
                 _checks.same_dtype(name, x, leaf.dtype)
     return params["qkv"], params["out"]
+
+
+def cached_self_attention(params: Params, x: Array, cache: tuple[Array, Array], pos: int,
+                          num_heads: int) -> Array:
+    """Causal self-attention of new tokens against a key/value cache (inference only, no VJP).
+
+    The forward of ``MultiHeadAttention(num_heads, causal=True)`` for positions ``pos .. pos + s - 1``
+    given the keys and values of positions ``0 .. pos - 1``: it writes the new tokens' keys and values
+    into ``cache`` at ``pos`` (the cache is the caller's scratch buffer, e.g. inside
+    :func:`fnlearn.models.generate`) and attends over positions ``0 .. pos + s - 1``.
+
+    Args:
+        params: the layer's params (``{"qkv": ..., "out": ...}``, with or without biases).
+        x: ``(B, s, d)``, the new tokens.
+        cache: ``(keys, values)``, each ``(B, H, max_length, d // H)`` in ``x``'s dtype.
+        pos: how many positions the cache already holds; ``pos + s <= max_length``.
+        num_heads: ``H``.
+
+    Returns:
+        ``(B, s, d)``: what the full causal layer gives at those positions.
+    """
+    n, s, d = x.shape
+    hd = d // num_heads
+    keys, values = cache
+    proj = x.reshape(n * s, d) @ params["qkv"]["w"]
+    if "b" in params["qkv"]:
+        proj += params["qkv"]["b"]
+    q, k, v = _split_heads(proj, n, s, num_heads, hd)
+    keys[:, :, pos:pos + s] = k
+    values[:, :, pos:pos + s] = v
+    end = pos + s
+    p = np.matmul(q, keys[:, :, :end].transpose(0, 1, 3, 2))
+    p *= 1.0 / math.sqrt(hd)
+    if s > 1:
+        p += _causal_bias(end, p.dtype)[pos:end]
+    _softmax_rows(p)
+    heads_out = np.empty((n, s, num_heads, hd), x.dtype)
+    np.matmul(p, values[:, :, :end], out=heads_out.transpose(0, 2, 1, 3))
+    y = heads_out.reshape(n * s, d) @ params["out"]["w"]
+    if "b" in params["out"]:
+        y += params["out"]["b"]
+    return y.reshape(n, s, d)

@@ -1,0 +1,10 @@
+"""Whole models built from fnlearn layers, one model per module.
+
+- :func:`gpt`: nanoGPT's GPT (GPT-2's architecture), int ids to logits, tied embedding.
+- :func:`generate`: sampling from a language model with a key/value cache.
+"""
+
+from ._generate import generate
+from ._gpt import KVDecoder, gpt
+
+__all__ = ["gpt", "generate", "KVDecoder"]
