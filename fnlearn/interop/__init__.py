@@ -6,6 +6,10 @@ parameterless ``{}`` entries) and key order in the file's metadata under ``"fnle
 :func:`load_safetensors` gives back the same nested dict. A safetensors file written elsewhere (no
 such entry) loads as a flat dict of its tensor names, e.g. ``{"0.weight": ..., "0.bias": ...}``.
 
+**Recurrent layers**: :func:`to_torch_rnn_state_dict` / :func:`from_torch_rnn_state_dict` map
+SimpleRNN, LSTM, GRU and Bidirectional params to and from ``nn.RNN``/``nn.LSTM``/``nn.GRU`` names
+(``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), weights transposed.
+
 **PyTorch names and layouts**: an fnlearn ``Dense`` stores ``w`` with shape ``(in, out)`` (``y = x @ w
 + b``); ``torch.nn.Linear`` stores ``weight`` with shape ``(out, in)`` (``y = x @ weight.T + bias``).
 So ``"0/w" <-> "0.weight"`` transposed, and ``"0/b" <-> "0.bias"`` as is. ``fl.serial`` keys its
@@ -24,8 +28,10 @@ Example:
     ((4, 8), {})
 """
 
+from ._rnn import from_torch_rnn_state_dict, to_torch_rnn_state_dict
 from ._safetensors import STRUCTURE_KEY, load_safetensors, save_safetensors
 from ._torch import from_torch_linear_state_dict, to_torch_linear_state_dict
 
 __all__ = ["STRUCTURE_KEY", "save_safetensors", "load_safetensors", "to_torch_linear_state_dict",
-           "from_torch_linear_state_dict"]
+           "from_torch_linear_state_dict", "to_torch_rnn_state_dict",
+           "from_torch_rnn_state_dict"]
