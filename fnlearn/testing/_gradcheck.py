@@ -22,7 +22,7 @@ from ._common import (FLOAT64, Primal, call_apply, call_vjp, fail, flat_output, 
                       gaussian_like, match_cotangents, rounding_noise)
 from ._kinks import handle_kink, kink_test
 from ._report import (SETTINGS_VERSION, Drilldown, GradCheckError, GradCheckReport, LeafResult,
-                      describe_point)
+                      NonDifferentiablePoint, describe_point)
 
 _DRILLDOWN_ROWS = 8
 
@@ -55,7 +55,9 @@ class _Setup:
     kinks: str
 
     def output(self, i: int, value: np.ndarray) -> np.ndarray:
-        params, x = self.fd.replaced(i, value)
+        # a perturbed leaf keeps its dtype (a float64 tangent must not turn a native float32 leaf into
+        # float64 beside float32 ones)
+        params, x = self.fd.replaced(i, np.asarray(value, dtype=self.fd.values[i].dtype))
         return flat_output(call_apply(self.apply, params, x, self.rng, self.train)[0])
 
     def step(self, i: int) -> float:
@@ -83,6 +85,8 @@ def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Coll
             and 1e-4 for float32 ones (2e-3 with ``fd_dtype="native"``).
         seed: seeds the cotangents and tangents.
         fd_dtype: "float64" (the layer must then compute in float64 for float64 inputs) or "native".
+            When a "native" check of a float32 point fails but float64 differences pass, the error
+            says that float32 finite differences are too coarse there (cancellation).
         kinks: "auto" rejects the example inside a hypothesis test and raises
             :class:`NonDifferentiablePoint` elsewhere; "raise" always raises; "ignore" skips the test.
         rng: for random layers, a seed: every call of ``apply`` gets a fresh
@@ -110,6 +114,47 @@ def check_vjp(apply: Callable[..., Any], params: Any, x: Any, *, wrt: str | Coll
         >>> check_vjp(apply, params, np.ones((3, 2))).passed
         True
     """
+    options = dict(wrt=wrt, probes=probes, rtol=rtol, atol=atol, seed=seed, rng=rng, train=train,
+                   eps=eps, drilldown=drilldown, drilldown_max=drilldown_max, name=name)
+    if fd_dtype == "native" and working_dtype(Primal(params, x).values) != FLOAT64:
+        return _check_native(apply, params, x, kinks, options)
+    return _check(apply, params, x, fd_dtype=fd_dtype, kinks=kinks, **options)
+
+
+def _check_native(apply: Callable[..., Any], params: Any, x: Any, kinks: str,
+                  options: dict[str, Any]) -> GradCheckReport:
+    """``fd_dtype="native"`` on a float32 point; when it fails, see whether float64 differences agree.
+
+    Float32 finite differences lose most digits to cancellation (``f(p + h t) - f(p - h t)`` of
+    nearly equal float32 numbers), which shows as a poor quadratic fit (a "kink") or a disagreement.
+    If the same check in float64 passes, say so instead of blaming the VJP or the point.
+    """
+    try:
+        return _check(apply, params, x, fd_dtype="native", kinks="raise" if kinks == "auto" else kinks,
+                      **options)
+    except (GradCheckError, NonDifferentiablePoint) as err:
+        try:
+            _check(apply, params, x, fd_dtype="float64", kinks="raise", **options)
+        except Exception:
+            if isinstance(err, NonDifferentiablePoint) and kinks == "auto":
+                return _check(apply, params, x, fd_dtype="native", kinks=kinks, **options)
+            raise err from None
+        what = "were not smooth along the step" if isinstance(err, NonDifferentiablePoint) else "disagreed with the VJP"
+        fail("adjoint identity", options["name"] or func_name(apply),
+             f"float32 finite differences are too coarse at this point: with fd_dtype='native' they "
+             f"{what}, but the same check with float64 finite differences passes",
+             (("cause", "the differences f(p + h t) - f(p - h t) of nearly equal float32 outputs lose "
+                        "most of their digits (cancellation), so the numeric derivative is noise, not "
+                        "evidence against the VJP"),
+              ("fix", "use fd_dtype='float64' (the default): the finite differences then run on "
+                      "float64 copies of params and x, and the float32 VJP is still what is checked"),
+              ("native", str(err).splitlines()[0])))
+        raise AssertionError("unreachable")  # pragma: no cover  (fail raises)
+
+
+def _check(apply: Callable[..., Any], params: Any, x: Any, *, wrt: Any, probes: int, rtol: float | None,
+           atol: float, seed: int, fd_dtype: str, kinks: str, rng: Any, train: bool, eps: float | None,
+           drilldown: str, drilldown_max: int, name: str | None) -> GradCheckReport:
     setup, selected = _prepare(apply, params, x, wrt=wrt, rtol=rtol, atol=atol, fd_dtype=fd_dtype,
                                kinks=kinks, rng=rng, train=train, eps=eps, name=name)
     results, probe_data = _run_probes(setup, selected, seed, probes)
