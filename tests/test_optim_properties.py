@@ -41,6 +41,30 @@ REGISTRY = {
         ("half", optim.scale(0.5)), ("id", optim.identity()),
         ("lr", optim.scale_by_learning_rate(optim.linear_schedule(0.1, 0.01, 2)))),
 }
+# Rules and transforms as (constructor, keyword arguments), so that inject_hyperparams can rebuild them;
+# each also joins REGISTRY under its name.
+RULES = {
+    "radam": (optim.radam, dict(learning_rate=0.01)),
+    "radam_l2": (optim.radam, dict(learning_rate=0.01, weight_decay=0.1)),
+    "radam_decoupled": (optim.radam, dict(learning_rate=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    "nadamw": (optim.nadamw, dict(learning_rate=0.01)),
+    "rprop": (optim.rprop, dict(learning_rate=0.01, eta_minus=0.4)),
+    "asgd": (optim.asgd, dict(learning_rate=0.01, lambd=0.1, t0=1, weight_decay=0.01)),
+    "adam_nesterov": (optim.adam, dict(learning_rate=0.01, nesterov=True)),
+    "rmsprop_eps_in_sqrt": (optim.rmsprop, dict(learning_rate=0.01, eps_in_sqrt=True, centered=True)),
+    "scale_by_sign": (optim.scale_by_sign, dict()),
+    "centralize": (optim.centralize, dict()),
+    "clip_by_block_rms": (optim.clip_by_block_rms, dict(threshold=0.5)),
+    "adaptive_grad_clip": (optim.adaptive_grad_clip, dict(clipping=0.05, eps=1e-3)),
+    "zero_nans": (optim.zero_nans, dict()),
+    "keep_params_nonnegative": (optim.keep_params_nonnegative, dict()),
+    "ema": (optim.ema, dict(decay=0.9)),
+    "ema_biased": (optim.ema, dict(decay=0.9, debias=False)),
+    "apply_every": (optim.apply_every, dict(k=2)),
+    "add_noise": (optim.add_noise, dict(eta=0.01, gamma=0.55, key=3)),
+    "freeze": (optim.freeze, dict(mask=lambda p: tree_map(lambda x: x.ndim > 1, p))),
+}
+REGISTRY.update({name: (lambda fn=fn, kw=kw: fn(**kw)) for name, (fn, kw) in RULES.items()})
 # The rules that declare a scalar rule (their updates are a number times the gradients).
 SCALAR = {"sgd", "sgd_schedule", "named_chain_of_scales"}
 
@@ -91,6 +115,64 @@ def test_structure_and_dtype_are_preserved(name, data):
     dtype = tree_leaves(params)[0].dtype
     assert all(x.dtype == dtype for x in tree_leaves(state) if isinstance(x, np.ndarray)), \
         f"{name}: state arrays must have the params' dtype {dtype}"
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+@settings(max_examples=15)
+@given(data=param_trees())
+def test_inject_hyperparams_gives_the_same_updates(name, data):
+    """Every rule and transform through inject_hyperparams: the same updates, and its numeric
+    hyperparameters readable in the state."""
+    params, grads = data
+    fn, kwargs = RULES[name]
+    _, _, want, _ = _run(fn(**kwargs), params, grads)
+    opt = optim.inject_hyperparams(fn)(**kwargs)
+    _, state, got, _ = _run(opt, params, grads)
+    for a, b in zip(tree_leaves(got), tree_leaves(want)):
+        np.testing.assert_array_equal(a, b)
+    numeric = {k for k, v in kwargs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert set(state["hyperparams"]) == numeric
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REGISTRY if n != "multisteps"))
+@settings(max_examples=15)
+@given(data=param_trees(), k=st.integers(1, 3))
+def test_every_rule_inside_multisteps(name, data, k):
+    """MultiSteps(rule, k): zeros for k-1 calls, then the rule's step on the mean gradient (here k
+    calls with the same g, so exactly the rule's step on g), with the params' dtypes kept."""
+    params, grads = data
+    opt = optim.MultiSteps(REGISTRY[name](), every_k_schedule=k)
+    state = opt.init(params)
+    for i in range(k):
+        updates, state = opt.update(grads[0], state, params)
+    inner = REGISTRY[name]()
+    want, _ = inner.update(grads[0], inner.init(params), params)
+    assert _shapes_dtypes(updates) == _shapes_dtypes(params)
+    for a, b in zip(tree_leaves(updates), tree_leaves(want)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_0d_leaf_gives_0d_arrays(name, dtype):
+    """A tree holding 0-d leaves (a temperature) beside a matrix: every update and state array keeps
+    shape () and the dtype, and the 0-d leaf moves as the same value in a 1-element array would
+    (elementwise rules; ``centralize``, ``adaptive_grad_clip`` and the masks treat a matrix and a
+    scalar differently, so only the scalar is compared)."""
+    rng = np.random.default_rng(0)
+    params = {"t": np.asarray(0.7, dtype), "w": rng.normal(size=(2, 3)).astype(dtype)}
+    like_1d = {"t": np.array([0.7], dtype), "w": params["w"]}
+    opt, opt_1d = REGISTRY[name](), REGISTRY[name]()
+    state, state_1d = opt.init(params), opt_1d.init(like_1d)
+    for step in range(3):
+        g = {"t": np.asarray(0.3 - 0.4 * step, dtype), "w": rng.normal(size=(2, 3)).astype(dtype)}
+        updates, state = opt.update(g, state, params)
+        params = optim.apply_updates(params, updates)
+        updates_1d, state_1d = opt_1d.update({"t": g["t"].reshape(1), "w": g["w"]}, state_1d, like_1d)
+        like_1d = optim.apply_updates(like_1d, updates_1d)
+        assert type(updates["t"]) is np.ndarray and updates["t"].shape == () and updates["t"].dtype == dtype
+    assert type(params["t"]) is np.ndarray and params["t"].dtype == dtype
+    np.testing.assert_allclose(params["t"], like_1d["t"][0], rtol=4 * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

@@ -22,35 +22,36 @@ def _params():
             "1": {"w": rng.normal(size=(3,)) * 3.0}}
 
 
-def _ours(opt, params):
+def _ours(opt, params, steps=STEPS, keep_state=False):
     state = opt.init(params)
-    for _ in range(STEPS):
+    for _ in range(steps):
         grads = tree_map(lambda p: 2.0 * p + 0.1 * p ** 3, params)
         updates, state = opt.update(grads, state, params)
         params = optim.apply_updates(params, updates)
-    return params
+    return (params, state) if keep_state else params
 
 
-def _torch(cls, kwargs, params):
+def _torch(cls, kwargs, params, steps=STEPS, keep_optimizer=False):
     """torch's trajectory. torch keeps scalar state (step, NAdam's mu_product) in the *default* dtype,
     float32 unless changed, so the default is float64 while it runs."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        return _torch_run(cls, kwargs, params)
+        return _torch_run(cls, kwargs, params, steps, keep_optimizer)
     finally:
         torch.set_default_dtype(previous)
 
 
-def _torch_run(cls, kwargs, params):
+def _torch_run(cls, kwargs, params, steps, keep_optimizer):
     tensors = tree_map(lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True), params)
     flat = [t for sub in tensors.values() for t in sub.values()]
     topt = cls(flat, **kwargs)
-    for _ in range(STEPS):
+    for _ in range(steps):
         topt.zero_grad()
         sum(((t ** 2).sum() + 0.025 * (t ** 4).sum()) for t in flat).backward()
         topt.step()
-    return tree_map(lambda t: t.detach().numpy(), tensors)
+    result = tree_map(lambda t: t.detach().numpy(), tensors)
+    return (result, topt, tensors) if keep_optimizer else result
 
 
 # (our rule, our kwargs, torch class name, torch kwargs)
@@ -123,3 +124,42 @@ def test_a_schedule_matches_torch_cosine_annealing():
         topt.step()
         sched.step()
     np.testing.assert_allclose(got["0"]["w"], tensors["0"]["w"].detach().numpy(), rtol=1e-6)
+
+
+# The rules issue 16 added from torch.optim: 200 steps each.
+LONG_STEPS = 200
+NEW_CASES = [
+    (optim.radam, dict(learning_rate=0.05), "RAdam", dict(lr=0.05)),
+    (optim.radam, dict(learning_rate=0.02, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1), "RAdam",
+     dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    (optim.radam, dict(learning_rate=0.02, weight_decay=0.3, decoupled_weight_decay=True), "RAdam",
+     dict(lr=0.02, weight_decay=0.3, decoupled_weight_decay=True)),
+    (optim.nadamw, dict(learning_rate=0.01), "NAdam", dict(lr=0.01, weight_decay=1e-2, decoupled_weight_decay=True)),
+    (optim.nadamw, dict(learning_rate=0.02, momentum_decay=0.02, weight_decay=0.3), "NAdam",
+     dict(lr=0.02, momentum_decay=0.02, weight_decay=0.3, decoupled_weight_decay=True)),
+    (optim.rprop, dict(learning_rate=0.01), "Rprop", dict(lr=0.01)),
+    (optim.rprop, dict(learning_rate=0.05, eta_minus=0.3, eta_plus=1.5, min_step_size=1e-3, max_step_size=0.2),
+     "Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2))),
+    (optim.asgd, dict(learning_rate=0.01), "ASGD", dict(lr=0.01)),
+    (optim.asgd, dict(learning_rate=0.02, lambd=0.01, alpha=0.5, t0=50, weight_decay=0.1), "ASGD",
+     dict(lr=0.02, lambd=0.01, alpha=0.5, t0=50, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("rule, ours, cls, theirs", NEW_CASES,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(NEW_CASES)])
+def test_new_rules_follow_torch_for_200_steps(rule, ours, cls, theirs):
+    params = _params()
+    got, state = _ours(rule(**ours), params, LONG_STEPS, keep_state=True)
+    want, topt, tensors = _torch(getattr(torch.optim, cls), theirs, params, LONG_STEPS, keep_optimizer=True)
+    moved = max(float(np.abs(want[k][n] - params[k][n]).max()) for k in params for n in params[k])
+    assert moved > 1e-2, "the comparison is vacuous: torch's params barely moved"
+    for key in params:
+        for name in params[key]:
+            np.testing.assert_allclose(got[key][name], want[key][name], rtol=1e-6, atol=1e-10,
+                                       err_msg=f"{rule.__name__}{ours} differs from torch at {key}/{name}")
+    if cls == "ASGD":  # the averaged parameters too
+        for key in params:
+            for name in params[key]:
+                np.testing.assert_allclose(state["ax"][key][name], topt.state[tensors[key][name]]["ax"].numpy(),
+                                           rtol=1e-6, atol=1e-10)

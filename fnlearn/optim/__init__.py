@@ -21,11 +21,17 @@ from ._base import (GradientTransformation, Optimizer, OptState, ScalarOrSchedul
                     apply_updates, chain, declare_scalar, map_leaves, named_chain, scalar_rule)
 from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
                         scale_by_nadam, scale_by_rms, scale_by_rss, scale_by_stddev)
-from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_decay, join_schedules,
-                         linear_schedule, piecewise_constant_schedule, polynomial_schedule,
-                         warmup_cosine_decay_schedule)
+from ._schedules import (constant_schedule, cosine_decay_schedule, cosine_onecycle_schedule, exponential_decay,
+                         join_schedules, linear_onecycle_schedule, linear_schedule, piecewise_constant_schedule,
+                         piecewise_interpolate_schedule, polynomial_schedule, sgdr_schedule,
+                         warmup_constant_schedule, warmup_cosine_decay_schedule,
+                         warmup_exponential_decay_schedule)
 from ._transforms import (add_decayed_weights, clip, clip_by_global_norm, identity, scale, scale_by_learning_rate,
                           scale_by_schedule, scale_by_trust_ratio, set_to_zero, trace)
+from ._accumulating import add_noise, apply_every, ema
+from ._shaping import (adaptive_grad_clip, centralize, clip_by_block_rms, keep_params_nonnegative, scale_by_sign,
+                       zero_nans)
+from ._torch_rules import asgd, nadamw, radam, rprop, scale_by_radam, scale_by_rprop
 from ._wrappers import MultiSteps, apply_if_finite, freeze, inject_hyperparams, masked, partition
 
 __all__ = [
@@ -34,14 +40,20 @@ __all__ = [
     "apply_updates", "chain", "named_chain", "map_leaves", "scalar_rule", "declare_scalar",
     # named rules
     "sgd", "adam", "adamw", "amsgrad", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "lamb",
+    # named rules from torch.optim
+    "radam", "nadamw", "rprop", "asgd",
     # building blocks
     "identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_by_schedule", "trace",
     "add_decayed_weights", "clip", "clip_by_global_norm", "scale_by_trust_ratio",
     "scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_nadam", "scale_by_rms",
-    "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion",
+    "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion", "scale_by_radam", "scale_by_rprop",
+    "scale_by_sign", "centralize", "clip_by_block_rms", "adaptive_grad_clip", "zero_nans",
+    "keep_params_nonnegative", "ema", "apply_every", "add_noise",
     # wrappers
     "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
     # schedules
     "constant_schedule", "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "exponential_decay", "piecewise_constant_schedule", "join_schedules",
+    "warmup_constant_schedule", "warmup_exponential_decay_schedule", "piecewise_interpolate_schedule",
+    "cosine_onecycle_schedule", "linear_onecycle_schedule", "sgdr_schedule",
 ]

@@ -14,7 +14,9 @@ from ._base import Schedule
 
 __all__ = ["constant_schedule", "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
            "warmup_cosine_decay_schedule", "exponential_decay", "piecewise_constant_schedule",
-           "join_schedules"]
+           "join_schedules", "warmup_constant_schedule", "warmup_exponential_decay_schedule",
+           "piecewise_interpolate_schedule", "cosine_onecycle_schedule", "linear_onecycle_schedule",
+           "sgdr_schedule"]
 
 
 def _number(fn: str, name: str, value: float) -> float:
@@ -208,3 +210,128 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
         return float(value(count - start))
 
     return schedule
+
+
+def warmup_constant_schedule(init_value: float, peak_value: float, warmup_steps: int) -> Schedule:
+    """Linear from ``init_value`` to ``peak_value`` over ``warmup_steps``, then ``peak_value``
+    (optax's rule: ``warmup_steps=0`` is the constant ``init_value``, with a warning).
+
+    Example:
+        >>> s = warmup_constant_schedule(0.0, 1.0, warmup_steps=2)
+        >>> [s(c) for c in (0, 1, 2, 9)]
+        [0.0, 0.5, 1.0, 1.0]
+    """
+    return linear_schedule(init_value, peak_value, warmup_steps)
+
+
+def warmup_exponential_decay_schedule(init_value: float, peak_value: float, warmup_steps: int,
+                                      transition_steps: int, decay_rate: float, transition_begin: int = 0,
+                                      staircase: bool = False, end_value: float | None = None) -> Schedule:
+    """Linear warmup from ``init_value`` to ``peak_value`` over ``warmup_steps``, then
+    :func:`exponential_decay` from ``peak_value`` (its count starts at 0 after the warmup).
+
+    Example:
+        >>> s = warmup_exponential_decay_schedule(0.0, 1.0, 2, transition_steps=1, decay_rate=0.5)
+        >>> [s(c) for c in (0, 1, 2, 3, 4)]
+        [0.0, 0.5, 1.0, 0.5, 0.25]
+    """
+    return join_schedules([linear_schedule(init_value, peak_value, warmup_steps),
+                           exponential_decay(peak_value, transition_steps, decay_rate, transition_begin,
+                                             staircase, end_value)], [warmup_steps])
+
+
+def piecewise_interpolate_schedule(interpolate_type: str, init_value: float,
+                                   boundaries_and_scales: dict[int, float] | None = None) -> Schedule:
+    """Interpolate between the values ``v_0 = init_value``, ``v_i = v_{i-1} * scale_i`` at the sorted
+    boundaries ``b_i`` (``b_0 = 0``): in ``[b_i, b_{i+1})`` the value goes from ``v_i`` to ``v_{i+1}``,
+    linearly (``v_i + (v_{i+1} - v_i) * f``) or by a half cosine (``v_{i+1} + (v_i - v_{i+1}) *
+    (1 + cos(pi * f)) / 2``), ``f = (count - b_i) / max(b_{i+1} - b_i, 1)``; ``v_last`` after the last.
+
+    Example:
+        >>> s = piecewise_interpolate_schedule("linear", 1.0, {2: 0.5, 4: 0.0})
+        >>> [s(c) for c in (0, 1, 2, 3, 4, 5)]
+        [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+    if interpolate_type not in ("linear", "cosine"):
+        raise ValueError(f"piecewise_interpolate_schedule: interpolate_type must be 'linear' or 'cosine', "
+                         f"got {interpolate_type!r}.")
+    pairs = sorted((_steps("piecewise_interpolate_schedule", "a boundary", b, positive=False),
+                    _number("piecewise_interpolate_schedule", "a scale", s))
+                   for b, s in (boundaries_and_scales or {}).items())
+    if any(scale < 0 for _, scale in pairs):
+        raise ValueError(f"piecewise_interpolate_schedule: scales must be >= 0, got {dict(pairs)}.")
+    bounds = [0] + [b for b, _ in pairs]
+    values = [_number("piecewise_interpolate_schedule", "init_value", init_value)]
+    for _, scale in pairs:
+        values.append(values[-1] * scale)
+    cosine = interpolate_type == "cosine"
+
+    def schedule(count: int) -> float:
+        if count >= bounds[-1]:
+            return values[-1]
+        for i in range(len(bounds) - 1):
+            if bounds[i] <= count < bounds[i + 1]:
+                start, end = values[i], values[i + 1]
+                f = (count - bounds[i]) / max(bounds[i + 1] - bounds[i], 1)
+                if cosine:
+                    return end + (start - end) / 2.0 * (math.cos(math.pi * f) + 1.0)
+                return (end - start) * f + start
+        return 0.0  # a negative count (optax's value there)
+
+    return schedule
+
+
+def cosine_onecycle_schedule(transition_steps: int, peak_value: float, pct_start: float = 0.3,
+                             div_factor: float = 25.0, final_div_factor: float = 1e4) -> Schedule:
+    """One-cycle (Smith & Topin 2018) with cosine pieces: from ``peak / div_factor`` up to ``peak`` at
+    ``int(pct_start * transition_steps)``, then down to ``peak / (div_factor * final_div_factor)`` at
+    ``transition_steps`` (optax's rule; torch's ``OneCycleLR`` counts the steps differently).
+
+    Example:
+        >>> s = cosine_onecycle_schedule(10, 1.0, pct_start=0.2, div_factor=10.0, final_div_factor=10.0)
+        >>> [round(s(c), 4) for c in (0, 1, 2, 6, 10)]
+        [0.1, 0.55, 1.0, 0.505, 0.01]
+    """
+    steps = _steps("cosine_onecycle_schedule", "transition_steps", transition_steps)
+    peak = _number("cosine_onecycle_schedule", "peak_value", peak_value)
+    return piecewise_interpolate_schedule("cosine", peak / div_factor, {
+        int(pct_start * steps): div_factor, steps: 1.0 / (div_factor * final_div_factor)})
+
+
+def linear_onecycle_schedule(transition_steps: int, peak_value: float, pct_start: float = 0.3,
+                             pct_final: float = 0.85, div_factor: float = 25.0,
+                             final_div_factor: float = 1e4) -> Schedule:
+    """One-cycle with linear pieces: ``peak / div_factor`` up to ``peak`` at ``int(pct_start * n)``,
+    back to ``peak / div_factor`` at ``int(pct_final * n)``, then to ``peak / final_div_factor`` at ``n =
+    transition_steps`` (optax's rule).
+
+    Example:
+        >>> s = linear_onecycle_schedule(10, 1.0, pct_start=0.2, pct_final=0.6, div_factor=10.0)
+        >>> [round(s(c), 4) for c in (0, 1, 2, 4, 6, 10)]
+        [0.1, 0.55, 1.0, 0.55, 0.1, 0.0001]
+    """
+    steps = _steps("linear_onecycle_schedule", "transition_steps", transition_steps)
+    peak = _number("linear_onecycle_schedule", "peak_value", peak_value)
+    return piecewise_interpolate_schedule("linear", peak / div_factor, {
+        int(pct_start * steps): div_factor, int(pct_final * steps): 1.0 / div_factor,
+        steps: 1.0 / final_div_factor})
+
+
+def sgdr_schedule(cosine_kwargs: Sequence[dict[str, float]]) -> Schedule:
+    """SGDR, warm restarts (Loshchilov & Hutter 2017): one :func:`warmup_cosine_decay_schedule` per entry
+    of ``cosine_kwargs`` (its keyword arguments), run one after the other, each for its ``decay_steps``.
+
+    Example:
+        >>> cycle = dict(init_value=0.0, peak_value=1.0, warmup_steps=1, decay_steps=3)
+        >>> s = sgdr_schedule([cycle, cycle])
+        >>> [round(s(c), 2) for c in range(6)]
+        [0.0, 1.0, 0.5, 0.0, 1.0, 0.5]
+    """
+    schedules, boundaries, step = [], [], 0
+    for kwargs in cosine_kwargs:
+        schedules.append(warmup_cosine_decay_schedule(**kwargs))
+        step += int(kwargs["decay_steps"])
+        boundaries.append(step)
+    if not schedules:
+        raise ValueError("sgdr_schedule: cosine_kwargs must hold at least one cycle's arguments.")
+    return join_schedules(schedules, boundaries[:-1])

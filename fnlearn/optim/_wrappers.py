@@ -248,7 +248,7 @@ def inject_hyperparams(rule: Callable[..., Optimizer], static_args: tuple[str, .
         static = {k: v for k, v in bound.items() if k not in dynamic}
 
         def values(count: int, stored: dict[str, Any]) -> dict[str, float]:
-            return {k: resolve(v, count) if callable(v) else float(stored[k]) for k, v in dynamic.items()}
+            return {k: resolve(v, count) if callable(v) else _same_kind(v, stored[k]) for k, v in dynamic.items()}
 
         def init(params: Params) -> OptState:
             hyper = values(0, {k: v for k, v in dynamic.items() if not callable(v)})
@@ -266,6 +266,15 @@ def inject_hyperparams(rule: Callable[..., Optimizer], static_args: tuple[str, .
         return Optimizer(init, update)
 
     return factory
+
+
+def _same_kind(original: Any, stored: Any) -> float | int:
+    """``stored`` as a Python int if the hyperparameter was given as an integer (a seed, a step count)
+    and still holds a whole number, else as a Python float (so a rate set to 0.5 stays 0.5)."""
+    number = float(stored)
+    if isinstance(original, (int, np.integer)) and number.is_integer():
+        return int(number)
+    return number
 
 
 def _is_hyper(value: Any) -> bool:
