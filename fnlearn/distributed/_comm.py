@@ -104,3 +104,42 @@ def _abort(comm: Comm, exc: BaseException, exit_code: int) -> None:
     time.sleep(0.2)
     comm.Abort(exit_code)
     os._exit(exit_code)  # some MPI libraries return from MPI_Abort before mpiexec ends the process
+
+
+def abort_on_uncaught_exception(enable: bool = True) -> None:
+    """Make an uncaught exception on any rank stop the whole job (``import fnlearn.distributed`` does).
+
+    Without it, a rank whose script ends with an uncaught exception exits while the other ranks wait
+    for it in their next collective call, forever. With it (as under ``python -m mpi4py``) such an
+    exception prints the rank and the traceback and calls ``MPI_Abort``, so ``mpiexec`` ends every
+    rank with a nonzero status. It only acts when there is more than one rank, and it wraps whatever
+    ``sys.excepthook`` was installed before (which still handles one-process runs). An exception
+    raised by another thread, and ``sys.exit(1)`` on one rank, do not reach ``sys.excepthook``: wrap
+    the script's body in :func:`abort_on_error` for those. ``enable=False`` restores the hook
+    that was there before.
+
+    Example:
+        >>> import sys
+        >>> from fnlearn import distributed as dist
+        >>> getattr(sys.excepthook, "aborts_mpi_job", False)
+        True
+    """
+    current = sys.excepthook
+    previous = getattr(current, "previous_hook", None)
+    if not enable:
+        if previous is not None:
+            sys.excepthook = previous
+        return
+    if previous is not None:  # already installed
+        return
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        comm = MPI.COMM_WORLD
+        if comm.Get_size() == 1:
+            current(exc_type, exc, tb)
+            return
+        _abort(comm, exc.with_traceback(tb), 1)
+
+    hook.previous_hook = current  # type: ignore[attr-defined]
+    hook.aborts_mpi_job = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
