@@ -95,3 +95,19 @@ def test_a_masked_array_is_refused(make, shape):
     x[0, ..., 0] = np.ma.masked
     with pytest.raises(TypeError, match=r"MaskedArray[\s\S]*\.filled\("):
         layer.apply(params, x)
+
+
+# item 14: a sha256 table without an entry for a file names that file
+@pytest.mark.parametrize("table, needle", [({}, "no entry for train-images-idx3-ubyte.gz"),
+                                           ({"train-images-idx3-ubyte.gz": "ab"}, "'ab', not 64 hex digits"),
+                                           ({"train-images-idx3-ubyte.gz": "0" * 64},
+                                            "no entry for train-labels-idx1-ubyte.gz")])
+def test_mnist_with_an_incomplete_sha256_table_names_the_file(tmp_path, table, needle):
+    with pytest.raises(ValueError, match=needle) as info:
+        fl.datasets.mnist("train", tmp_path, sha256=table, download=False)
+    assert "MNIST_SHA256" in str(info.value)
+
+
+def test_mnist_with_a_sha256_that_is_not_a_mapping_says_so(tmp_path):
+    with pytest.raises(TypeError, match="sha256 must be a mapping"):
+        fl.datasets.mnist("test", tmp_path, sha256=["0" * 64], download=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._types import Array
 from ._download import cache_dir, download_verified, sha256_verifier
@@ -72,6 +73,21 @@ def _check_pair(images: Array, labels: Array, names: tuple[str, str]) -> None:
                            f"{names[0]}.")
 
 
+def _checked_table(sha256: Any, names: tuple[str, str]) -> Mapping[str, str]:
+    """``sha256`` if it maps each of ``names`` to a hex digest; a ValueError naming the file otherwise."""
+    if not isinstance(sha256, Mapping):
+        raise TypeError(f"mnist: sha256 must be a mapping from file name to hex digest, got "
+                        f"{type(sha256).__name__}. Omit it to use MNIST_SHA256.")
+    for name in names:
+        digest = sha256.get(name)
+        if not isinstance(digest, str) or len(digest) != 64:
+            got = "no entry" if name not in sha256 else f"{digest!r}, not 64 hex digits"
+            raise ValueError(f"mnist: sha256 has {got} for {name}. Give the sha256 of the uncompressed "
+                             f"content of every file of the split ({', '.join(names)}), or omit sha256= "
+                             "to use fnlearn.datasets.MNIST_SHA256.")
+    return sha256
+
+
 def mnist(split: str = "train", data_dir: str | os.PathLike[str] | None = None, *,
           mirrors: Sequence[str] = MNIST_MIRRORS, sha256: Mapping[str, str] | None = None,
           download: bool = True, progress: bool = True) -> tuple[Array, Array]:
@@ -103,7 +119,7 @@ def mnist(split: str = "train", data_dir: str | os.PathLike[str] | None = None, 
     if split not in MNIST_FILES:
         raise ValueError(f"mnist: split must be one of {sorted(MNIST_FILES)}, got {split!r}.")
     names = MNIST_FILES[split]
-    table = MNIST_SHA256 if sha256 is None else sha256
+    table = MNIST_SHA256 if sha256 is None else _checked_table(sha256, names)
     directory = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     missing = [name for name in names if _find(directory, name) is None]
     if missing and not download:
