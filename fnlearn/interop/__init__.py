@@ -6,6 +6,10 @@ parameterless ``{}`` entries) and key order in the file's metadata under ``"fnle
 :func:`load_safetensors` gives back the same nested dict. A safetensors file written elsewhere (no
 such entry) loads as a flat dict of its tensor names, e.g. ``{"0.weight": ..., "0.bias": ...}``.
 
+**GPT weights**: :func:`from_nanogpt_state_dict` / :func:`to_nanogpt_state_dict` and
+:func:`from_gpt2_state_dict` / :func:`to_gpt2_state_dict` map ``fnlearn.models.gpt`` params to and from
+nanoGPT's and Hugging Face GPT-2's ``state_dict`` names and layouts.
+
 **Recurrent layers**: :func:`to_torch_rnn_state_dict` / :func:`from_torch_rnn_state_dict` map
 SimpleRNN, LSTM, GRU and Bidirectional params to and from ``nn.RNN``/``nn.LSTM``/``nn.GRU`` names
 (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), weights transposed.
@@ -28,10 +32,12 @@ Example:
     ((4, 8), {})
 """
 
+from ._nanogpt import from_gpt2_state_dict, from_nanogpt_state_dict, to_gpt2_state_dict, to_nanogpt_state_dict
 from ._rnn import from_torch_rnn_state_dict, to_torch_rnn_state_dict
 from ._safetensors import STRUCTURE_KEY, load_safetensors, save_safetensors
 from ._torch import from_torch_linear_state_dict, to_torch_linear_state_dict
 
 __all__ = ["STRUCTURE_KEY", "save_safetensors", "load_safetensors", "to_torch_linear_state_dict",
            "from_torch_linear_state_dict", "to_torch_rnn_state_dict",
-           "from_torch_rnn_state_dict"]
+           "from_torch_rnn_state_dict", "from_nanogpt_state_dict", "to_nanogpt_state_dict",
+           "from_gpt2_state_dict", "to_gpt2_state_dict"]
