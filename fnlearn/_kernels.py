@@ -32,3 +32,23 @@ def ones(n: int, dtype: np.dtype) -> Array:
 def column_sums(a: Array) -> Array:
     """``a.sum(axis=0)`` of a 2-D float array, shape ``(a.shape[1],)``, in ``a``'s dtype."""
     return ones(a.shape[0], a.dtype) @ a
+
+
+def add_rows(out: Array, ids: Array, rows: Array) -> None:
+    """``out[ids[i]] += rows[i]`` for every ``i`` (repeated ids add up), in place.
+
+    ``ids`` is 1-D int, ``rows`` is ``(len(ids), out.shape[1])``. For a small table this is one matrix
+    product with a one-hot matrix (``np.add.at`` runs one row at a time and is several times slower);
+    for a large vocabulary, where the one-hot matrix would be big, it is ``np.add.at``.
+    """
+    n, vocab = len(ids), out.shape[0]
+    if n * vocab <= _ONE_HOT_LIMIT:
+        one_hot = np.zeros((vocab, n), rows.dtype)
+        one_hot[ids, np.arange(n)] = 1.0
+        out += one_hot @ rows
+    else:
+        np.add.at(out, ids, rows)
+
+
+_ONE_HOT_LIMIT = 2**22
+"""The largest one-hot matrix (entries) :func:`add_rows` builds: 16 MiB in float32."""

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import _checks
+from .._kernels import add_rows
 from .._types import Array, Layer, Params, Shape, resolve_dtype
 from ..initializers import Initializer, normal
 
@@ -57,7 +58,7 @@ def Embedding(num_embeddings: int, features: int, *, init: Initializer | None = 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, None]:
             _checks.cotangent(name, dy, y.shape, y.dtype)
             dtable = np.zeros_like(table)
-            np.add.at(dtable, x.reshape(-1), dy.reshape(-1, features))
+            add_rows(dtable, x.reshape(-1), dy.reshape(-1, features))
             return {"embeddings": dtable}, None
 
         return y, vjp

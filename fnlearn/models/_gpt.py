@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import _checks
+from .._kernels import add_rows
 from .._types import Array, Layer, Params, Shape, resolve_dtype
 from ..initializers import normal
 from ..layers.attention import cached_self_attention
@@ -125,7 +126,7 @@ def gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int
                 dx = drop_vjp(dx)[1]
             dwpe = np.zeros_like(wpe)
             np.add.reduce(dx, axis=0, out=dwpe[:t])
-            np.add.at(dwte, ids.reshape(-1), dx.reshape(n * t, d))
+            add_rows(dwte, ids.reshape(-1), dx.reshape(n * t, d))
             grads = {"wte": {"embeddings": dwte}, "wpe": {"embeddings": dwpe},
                      "h": {k: g_h[k] for k in keys}, "ln_f": g_ln_f}
             return grads, None
