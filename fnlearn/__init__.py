@@ -16,6 +16,7 @@ from . import data, datasets, initializers, losses, metrics, optim, tree
 from ._grad import value_and_grad
 from ._memory import reuse_freed_memory
 from ._stateful import StatefulLayer, bind_state
+from ._summary import Summary, summary
 from ._train import train_step
 from ._types import Layer
 from .combinators import FanInConcat, FanInSum, FanOut, eval_shape, parallel, serial
@@ -41,5 +42,5 @@ __all__ = [
     "Embedding", "PositionalEmbedding", "MultiHeadAttention", "PatchEmbedding", "ClassToken", "SelectToken", "Residual",
     "MLP", "TransformerBlock",
     "StatefulLayer", "bind_state",
-    "value_and_grad", "train_step", "reuse_freed_memory", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
+    "value_and_grad", "train_step", "summary", "Summary", "reuse_freed_memory", "data", "datasets", "initializers", "losses", "metrics", "optim", "tree",
 ]

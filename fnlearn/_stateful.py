@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _checks
-from ._types import Array, Layer, Params, PyTree, Shape
+from ._types import Array, Layer, Params, PyTree, Shape, layer_repr
 
 State = PyTree
 """A layer's non-trainable state: nested dicts of arrays, keyed like its params."""
@@ -50,6 +50,9 @@ class StatefulLayer(NamedTuple):
 
     init: Callable[..., tuple[Params, State]]
     apply: Callable[..., tuple[Any, State, Any]]
+
+    def __repr__(self) -> str:
+        return layer_repr(self)
 
 
 def is_stateful(layer: Any) -> bool:

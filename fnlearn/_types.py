@@ -73,6 +73,32 @@ class Layer(NamedTuple):
     init: InitFn
     apply: ApplyFn
 
+    def __repr__(self) -> str:
+        return layer_repr(self)
+
+
+def layer_repr(layer: Any) -> str:
+    """A layer's constructor call, read from ``apply.__qualname__``: ``Dense(32)``, ``Relu()``,
+    ``serial(Dense(32), Relu(), Dense(10))``.
+
+    Layers name their ``apply`` with ``fnlearn._checks.named`` (``"Dense(32).apply"``); a user-written
+    layer's closure reads ``"Swish.<locals>.apply"`` and shows as ``Swish()``. Anything else (a
+    module-level function, a lambda) shows as the plain tuple ``Layer(init=..., apply=...)``.
+
+    Example:
+        >>> import fnlearn as fl
+        >>> fl.serial(fl.Dense(32), fl.Relu(), fl.Dense(10))
+        serial(Dense(32), Relu(), Dense(10))
+    """
+    qualname = getattr(layer.apply, "__qualname__", "") or ""
+    if qualname.endswith(".<locals>.apply"):    # def Swish(): ... def apply(...) inside
+        name = qualname.split(".<locals>.")[-2]
+    elif qualname.endswith(".apply") and ".<locals>" not in qualname:   # named: "Dense(32).apply"
+        name = qualname[:-len(".apply")]
+    else:
+        return f"{type(layer).__name__}(init={layer.init!r}, apply={layer.apply!r})"
+    return name if name.endswith(")") else name + "()"
+
 
 def resolve_dtype(dtype: DTypeLike, name: str = "init") -> np.dtype:
     """The parameter dtype for ``init``: float32 unless asked otherwise; only float32/float64."""

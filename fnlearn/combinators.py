@@ -77,8 +77,19 @@ def _child_error(kind: str, i: int, key: str, layer: Layer, err: Exception) -> E
 
 
 def _layer_name(layer: Layer) -> str:
+    """The layer's name for an error message; a long combinator name shortened to ``serial(...)``."""
     name = getattr(layer.apply, "__qualname__", "layer").split(".<locals>")[0]
-    return name[:-len(".apply")] if name.endswith(".apply") else name
+    name = name[:-len(".apply")] if name.endswith(".apply") else name
+    return name[:name.index("(")] + "(...)" if len(name) > 60 and "(" in name else name
+
+
+def _describe(kind: str, apply: Any, pairs: list[tuple[str, Any]], named: bool) -> Any:
+    """Name a combinator's ``apply`` after its children (``serial(Dense(32), Relu())``, see
+    ``Layer.__repr__``) and record them as ``apply.children`` for :func:`fnlearn.summary`."""
+    inner = [repr(layer) for _, layer in pairs] + ([f"names={[k for k, _ in pairs]}"] if named else [])
+    apply.children = tuple(pairs)
+    apply.combinator = kind
+    return _checks.named(apply, f"{kind}({', '.join(inner)})")
 
 
 def _check_children(kind: str, params: Params, keys: Sequence[str]) -> None:
@@ -86,6 +97,23 @@ def _check_children(kind: str, params: Params, keys: Sequence[str]) -> None:
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f"{kind}: expected params with keys {list(keys)} (one per child layer), got "
                          f"{got}. Were these params initialised for another model?")
+
+
+def _is_named_pair(item: Any) -> bool:
+    return type(item) is tuple and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], tuple)
+
+
+def _pairs(kind: str, items: Sequence[Any], names: Sequence[str] | None) -> tuple[list[tuple[str, Any]], bool]:
+    """``(key, layer)`` per child and whether any name was given: children are layers or
+    ``(name, layer)`` pairs; ``names=`` names them all."""
+    given = [_is_named_pair(item) for item in items]
+    if any(given):
+        if names is not None:
+            raise ValueError(f"{kind}: name the children either with (name, layer) pairs or with "
+                             "names=, not both.")
+        names = [item[0] if g else str(i) for i, (item, g) in enumerate(zip(items, given))]
+        items = [item[1] if g else item for item, g in zip(items, given)]
+    return list(zip(_keys(kind, items, names), items)), names is not None
 
 
 def _keys(kind: str, layers: Sequence[Layer], names: Sequence[str] | None) -> list[str]:
@@ -103,12 +131,16 @@ def _keys(kind: str, layers: Sequence[Layer], names: Sequence[str] | None) -> li
     return keys
 
 
-def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
+def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = None) -> Layer:
     """Compose layers in sequence: ``y = layers[-1](...layers[1](layers[0](x)))``.
 
     Args:
-        *layers: the child layers, in order.
-        names: optional names for the children; they key ``params`` (default ``"0"``, ``"1"``, ...).
+        *layers: the child layers, in order; a ``(name, layer)`` pair names its child.
+        names: optional names for all children instead. Names key ``params`` (default ``"0"``,
+            ``"1"``, ...), so they are the paths in errors, checkpoints and :func:`fnlearn.summary`
+            (``"res1/conv/w"`` rather than ``"1/0/w"``).
+
+    ``repr(serial(Dense(32), Relu()))`` is ``serial(Dense(32), Relu())``.
 
     ``init(rng, input_shape, *, dtype=None, input_dtype=None)``: ``input_dtype`` is the dtype of the
     model's input when it differs from the parameter dtype (integer token ids, say). ``apply`` passes
@@ -131,10 +163,10 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
         >>> y.shape, dparams["0"]["w"].shape, dx
         ((5, 2), (3, 4), None)
     """
-    keys = _keys("serial", layers, names)
-    pairs = list(zip(keys, layers))
-    if any(is_stateful(layer) for layer in layers):
-        return _serial_with_state(pairs)
+    pairs, named = _pairs("serial", layers, names)
+    keys = [key for key, _ in pairs]
+    if any(is_stateful(layer) for _, layer in pairs):
+        return _serial_with_state(pairs, named)
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None,
              input_dtype: DTypeLike = None) -> Params:
@@ -174,10 +206,10 @@ def serial(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
 
         return x, vjp
 
-    return Layer(init, apply)
+    return Layer(init, _describe("serial", apply, pairs, named))
 
 
-def _serial_with_state(pairs: list[tuple[str, Any]]) -> StatefulLayer:
+def _serial_with_state(pairs: list[tuple[str, Any]], named: bool) -> StatefulLayer:
     """``serial`` when some children are stateful: ``state`` is threaded through, keyed like params."""
     keys = [key for key, _ in pairs]
     stateful = [is_stateful(layer) for _, layer in pairs]
@@ -234,10 +266,10 @@ def _serial_with_state(pairs: list[tuple[str, Any]]) -> StatefulLayer:
 
         return x, new_state, vjp
 
-    return StatefulLayer(init, apply)
+    return StatefulLayer(init, _describe("serial", apply, pairs, named))
 
 
-def parallel(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
+def parallel(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = None) -> Layer:
     """Apply layer ``i`` to input ``i``: a tuple of ``n`` arrays in, a tuple of ``n`` arrays out.
 
     ``input_shape`` is a tuple of ``n`` shapes. Use it between :func:`FanOut` and a fan-in layer.
@@ -249,9 +281,9 @@ def parallel(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
         >>> model.apply(params, np.ones((4, 2), np.float32))[0].shape
         (4, 5)
     """
-    keys = _keys("parallel", layers, names)
-    pairs = list(zip(keys, layers))
-    if any(is_stateful(layer) for layer in layers):
+    pairs, named = _pairs("parallel", layers, names)
+    keys = [key for key, _ in pairs]
+    if any(is_stateful(layer) for _, layer in pairs):
         raise TypeError("parallel: stateful children (e.g. BatchNorm) are not supported; put them in "
                         "a serial before FanOut or after the fan-in layer.")
 
@@ -290,7 +322,7 @@ def parallel(*layers: Layer, names: Sequence[str] | None = None) -> Layer:
 
         return tuple(outs), vjp
 
-    return Layer(init, apply)
+    return Layer(init, _describe("parallel", apply, pairs, named))
 
 
 def _no_param_init(name: str):
