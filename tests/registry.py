@@ -126,6 +126,7 @@ LAYERS: list[LayerSpec] = [
     # Normalising two values gives +-1 whatever they are: the input cotangent is pure cancellation,
     # which the checker's measured float32 rounding floor must (and does) tell from a bug.
     LayerSpec("LayerNorm", fl.LayerNorm, st.tuples(st.integers(2, 5))),
+    LayerSpec("LayerNorm-no-bias", fl.LayerNorm, st.tuples(dims, st.integers(2, 5)), {"bias": False}),
     LayerSpec("BatchNorm-eval", fl.BatchNorm, st.tuples(dims)),
     # Batch statistics of 2 examples give +-1 whatever they are (the LayerNorm case above), and the
     # float32-vs-float64 property has no correct float32 digits to compare there: batches of 3 to 5.

@@ -54,6 +54,72 @@ def test_layer_norm_values_and_params():
                                rtol=1e-12)
 
 
+@given(case=fst.layer_cases(fl.LayerNorm, bias=st.just(False),
+                            feature_shape=st.tuples(fst.small_dims(1, 3), st.integers(3, 5))))
+def test_layer_norm_without_bias_passes_the_layer_battery(case):
+    case.check_layer()
+
+
+def test_layer_norm_without_bias_has_only_a_scale():
+    layer = fl.LayerNorm(eps=1e-3, bias=False)
+    params = layer.init(np.random.default_rng(0), (-1, 4), dtype=np.float64)
+    assert list(params) == ["scale"] and params["scale"].tolist() == [1.0] * 4
+    params = {"scale": np.array([1.0, 2.0, 3.0, 4.0])}
+    x = np.random.default_rng(1).standard_normal((3, 2, 4))
+    y, vjp = layer.apply(params, x)
+    np.testing.assert_allclose(y, _normalized(x, -1, 1e-3) * params["scale"], rtol=1e-12)
+    dparams, dx = vjp(np.ones_like(y))
+    assert list(dparams) == ["scale"] and dx.shape == x.shape and dx.dtype == np.float64
+    with pytest.raises(ValueError, match=r"bias=False\): expected params with keys \['scale'\]"):
+        layer.apply({"scale": params["scale"], "offset": np.zeros(4)}, x)
+    with pytest.raises(ValueError, match=r"expected params with keys \['offset', 'scale'\]"):
+        fl.LayerNorm().apply(params, x)
+    with pytest.raises(TypeError, match=r"bias must be True or False"):
+        fl.LayerNorm(bias="no")
+
+
+def test_layer_norm_keeps_float32_and_does_not_touch_its_inputs():
+    layer = fl.LayerNorm()
+    params = layer.init(np.random.default_rng(0), (-1, 5, 6))
+    x = np.random.default_rng(1).standard_normal((2, 5, 6)).astype(np.float32)
+    dy = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    for a in (x, dy, params["scale"], params["offset"]):
+        a.flags.writeable = False
+    y, vjp = layer.apply(params, x)
+    dparams, dx = vjp(dy)
+    assert y.dtype == dx.dtype == dparams["scale"].dtype == dparams["offset"].dtype == np.float32
+    assert y.shape == dx.shape == x.shape and vjp(dy, compute_dx=False)[1] is None
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(4, 7), (3, 5, 16), (2, 3, 4, 9)])
+def test_layer_norm_matches_torch_in_float64(bias, shape):
+    torch = pytest.importorskip("torch", reason="torch is the peer reference for LayerNorm")
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(1.5, 3.0, size=shape)
+    dy = rng.standard_normal(shape)
+    params = {"scale": rng.normal(1.0, 0.5, size=shape[-1])}
+    if bias:
+        params["offset"] = rng.standard_normal(shape[-1])
+    y, vjp = fl.LayerNorm(eps=1e-5, bias=bias).apply(params, x)
+    dparams, dx = vjp(dy)
+    ln = torch.nn.LayerNorm(shape[-1], eps=1e-5, bias=bias, dtype=torch.float64)
+    with torch.no_grad():
+        ln.weight.copy_(torch.from_numpy(params["scale"]))
+        if bias:
+            ln.bias.copy_(torch.from_numpy(params["offset"]))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = ln(xt)
+    yt.backward(torch.from_numpy(dy))
+    tol = {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(dparams["scale"], ln.weight.grad.numpy(), **tol)
+    assert sorted(dparams) == (["offset", "scale"] if bias else ["scale"])
+    if bias:
+        np.testing.assert_allclose(dparams["offset"], ln.bias.grad.numpy(), **tol)
+
+
 def test_batch_norm_training_step_matches_the_formulas():
     layer = fl.BatchNorm(momentum=0.25, eps=1e-3)
     params, state = layer.init(np.random.default_rng(0), (-1, 3, 3, 2), dtype=np.float64)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .. import _checks
+from .. import _checks, _kernels
 from .._stateful import State, StatefulLayer
 from .._types import Array, Layer, Params, Shape, resolve_dtype
 
@@ -27,10 +27,14 @@ def _features(name: str, input_shape: Shape, min_rank: int) -> int:
     return shape[-1]
 
 
-def _affine(name: str, params: Params, x: Any) -> tuple[Array, Array]:
-    _checks.exact_keys(name, params, ("scale", "offset"))
+def _affine(name: str, params: Params, x: Any,
+            keys: tuple[str, ...] = ("scale", "offset")) -> tuple[Array, Array | None]:
+    """``(scale, offset)`` checked against ``x``; ``offset`` is None when ``keys`` has no "offset"."""
+    _checks.exact_keys(name, params, keys)
     scale = _checks.param(name, params, "scale", ndim=1)
-    offset = _checks.param(name, params, "offset", shape=scale.shape)
+    offset = _checks.param(name, params, "offset", shape=scale.shape) if len(keys) == 2 else None
+    if offset is not None and offset.dtype != scale.dtype:
+        _checks.same_param_dtype(name, "offset", offset, "scale", scale)
     _checks.float_array(name, x)
     _checks.min_rank(name, x, 2, "(batch, ..., features)")
     if x.shape[-1] != scale.shape[0]:
@@ -69,14 +73,16 @@ def _ones_and_zeros(n: int, dtype: DTypeLike) -> Params:
     return {"scale": np.ones(n, dt), "offset": np.zeros(n, dt)}
 
 
-def LayerNorm(*, eps: float = 1e-5) -> Layer:
+def LayerNorm(*, eps: float = 1e-5, bias: bool = True) -> Layer:
     """Normalise each example over its last axis, then scale and shift (Ba et al., 2016).
 
     Args:
         eps: added to the variance before the square root.
+        bias: with ``False`` there is no ``offset`` (``torch.nn.LayerNorm(bias=False)``, nanoGPT's
+            ``bias=False``): ``y = xhat * scale``.
 
     Shapes: ``x`` and ``y`` are ``(batch, ..., features)``; params ``{"scale": ones(features),
-    "offset": zeros(features)}``.
+    "offset": zeros(features)}``, or ``{"scale": ones(features)}`` with ``bias=False``.
 
     Example:
         >>> import numpy as np, fnlearn as fl
@@ -85,29 +91,86 @@ def LayerNorm(*, eps: float = 1e-5) -> Layer:
         >>> y, vjp = layer.apply(params, np.array([[1.0, 2.0, 3.0]], np.float32))
         >>> np.round(y, 4)
         array([[-1.2247,  0.    ,  1.2247]], dtype=float32)
+        >>> sorted(fl.LayerNorm(bias=False).init(np.random.default_rng(0), (-1, 3)))
+        ['scale']
     """
     eps = float(eps)
     if not eps > 0.0:
         raise ValueError(f"LayerNorm: eps must be positive, got {eps!r}.")
-    name = f"LayerNorm(eps={eps})"
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"LayerNorm: bias must be True or False, got {bias!r}.")
+    bias = bool(bias)
+    name = f"LayerNorm(eps={eps})" if bias else f"LayerNorm(eps={eps}, bias=False)"
+    keys = ("scale", "offset") if bias else ("scale",)
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
-        return _ones_and_zeros(_features(name, input_shape, 2), dtype)
+        params = _ones_and_zeros(_features(name, input_shape, 2), dtype)
+        return params if bias else {"scale": params["scale"]}
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
-        scale, offset = _affine(name, params, x)
-        xhat, inv, _, _ = _normalize(x, (-1,), eps)
-        y = xhat * scale
-        y += offset
+        scale, offset = _affine(name, params, x, keys)
+        x2 = x.reshape(-1, x.shape[-1])
+        xhat, inv, y = _layer_normalize(x2, eps)
+        np.multiply(xhat, scale, out=y)
+        if offset is not None:
+            y += offset
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
-            _checks.cotangent(name, dy, y.shape, y.dtype)
-            dparams = _affine_grads(dy, xhat)
-            return dparams, (_normalize_vjp(dy * scale, xhat, inv, (-1,)) if compute_dx else None)
+            if type(dy) is not np.ndarray or dy.shape != x.shape or dy.dtype != x.dtype:
+                _checks.cotangent(name, dy, x.shape, x.dtype)
+            dparams, dx = _layer_norm_vjp(dy.reshape(xhat.shape), xhat, inv, scale, compute_dx)
+            if offset is None:
+                del dparams["offset"]
+            return dparams, (None if dx is None else dx.reshape(x.shape))
 
-        return y, vjp
+        return y.reshape(x.shape), vjp
 
     return Layer(init, _checks.named(apply, name))
+
+
+def _layer_normalize(x: Array, eps: float) -> tuple[Array, Array, Array]:
+    """``(xhat, inv_std, scratch)`` of the rows of a 2-D ``x``: ``(n, F)``, ``(n, 1)`` and a spare
+    ``(n, F)`` array for the caller's output.
+
+    The row sums are matrix-vector products with a vector of ones: BLAS does them several times
+    faster than NumPy's reduction over a short trailing axis.
+    """
+    features = x.shape[1]
+    ones = _kernels.ones(features, x.dtype)
+    xhat = x - (x @ ones)[:, None] * (1.0 / features)
+    squares = np.multiply(xhat, xhat)
+    var = squares @ ones
+    var *= 1.0 / features
+    var += eps
+    inv = np.sqrt(var, out=var)
+    np.divide(1.0, inv, out=inv)
+    inv = inv[:, None]
+    xhat *= inv
+    return xhat, inv, squares
+
+
+def _layer_norm_vjp(dy: Array, xhat: Array, inv: Array, scale: Array,
+                    compute_dx: bool) -> tuple[Params, Array | None]:
+    """LayerNorm's gradients for 2-D ``dy`` and ``xhat`` ``(n, F)``.
+
+    With ``g = dy * scale``: ``dscale = sum_rows(dy * xhat)``, ``doffset = sum_rows(dy)`` and
+    ``dx = (g - mean(g) - xhat * mean(g * xhat)) * inv`` (means over the features), where the row
+    sums ``sum(g) = dy @ scale`` and ``sum(g * xhat) = (dy * xhat) @ scale`` reuse ``dy * xhat``.
+    """
+    ones = _kernels.ones(dy.shape[0], dy.dtype)
+    dy_xhat = np.multiply(dy, xhat)
+    dparams = {"scale": ones @ dy_xhat, "offset": ones @ dy}
+    if not compute_dx:
+        return dparams, None
+    mean_g = dy @ scale
+    mean_g *= 1.0 / xhat.shape[1]
+    mean_gx = dy_xhat @ scale
+    mean_gx *= 1.0 / xhat.shape[1]
+    dx = np.multiply(dy, scale)
+    dx -= mean_g[:, None]
+    dx -= np.multiply(xhat, mean_gx[:, None], out=dy_xhat)
+    dx *= inv
+    return dparams, dx
 
 
 def _running(name: str, state: State, scale: Array) -> tuple[Array, Array]:
