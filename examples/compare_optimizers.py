@@ -63,16 +63,17 @@ def _rules(text: str) -> list[tuple[str, float | None]]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--rules", type=_rules, default=_rules(DEFAULT_RULES),
+    p.add_argument("--rules", type=_rules, default=DEFAULT_RULES,
                    help=f"comma-separated rules, each optionally name:learning_rate; from {', '.join(RULES)}")
     p.add_argument("--hidden", type=int, default=128, help="hidden units (784-hidden-10, ReLU)")
     p.add_argument("--limit", type=int, default=10000, help="training examples used (60000 for all)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training examples")
+    p.add_argument("--batch-size", type=int, default=100, help="examples per step")
     p.add_argument("--evals-per-epoch", type=int, default=4, help="validation points per epoch")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held out from the training examples")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the init, the shuffling and dropout")
+    p.add_argument("--data-dir", default=None, help="directory with the MNIST files (unset: $FNLEARN_DATA_DIR, else ~/.cache/fnlearn/mnist, "
+                        "downloaded and verified on first use)")
     p.add_argument("--out", default="compare_optimizers.png", help="the PNG to write")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
     args = p.parse_args(argv)

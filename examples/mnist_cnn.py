@@ -4,6 +4,7 @@ Examples (run from the repository root; the files are read from --data-dir, else
 downloaded into ~/.cache/fnlearn/mnist):
 
     python examples/mnist_cnn.py                          # conv32-pool-conv64-pool-dense128, Adam, 6 epochs
+    python examples/mnist_cnn.py --epochs 1 --limit 6000  # a short run: one epoch on 6,000 images
     python examples/mnist_cnn.py --batch-norm --plots plots   # BatchNorm after each convolution
     python examples/mnist_cnn.py --channels 16,32 --kernel 5 --padding valid --hidden 0
 
@@ -73,31 +74,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=mlp._hidden_sizes, default=(32, 64),
                    help='output channels of the convolutions, e.g. "16,32"')
     p.add_argument("--kernel", type=int, default=3, help="kernel size of every convolution")
-    p.add_argument("--padding", choices=("valid", "same"), default="same")
+    p.add_argument("--padding", choices=("valid", "same"), default="same", help="of every convolution")
     p.add_argument("--hidden", type=int, default=128, help="width of the dense layer (0: none)")
     p.add_argument("--batch-norm", action="store_true", help="BatchNorm after each convolution")
     p.add_argument("--dropout", type=float, default=0.0, help="drop probability after the dense layer")
     p.add_argument("--init", choices=mlp.INITS, default="he_normal", help="initializer of the weights")
-    p.add_argument("--optimizer", choices=mlp._optimizer_names(), default="adam")
+    p.add_argument("--optimizer", choices=mlp._optimizer_names(), default="adam", help="the update rule (fnlearn.optim)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="cosine",
                    help="learning-rate schedule over all steps of the run")
     p.add_argument("--momentum", type=float, default=0.0, help="momentum (sgd)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 weight decay, through the optimizer")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=64, help="examples per step")
+    p.add_argument("--epochs", type=int, default=6, help="passes over the training set")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held out from the training set")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the init, the shuffling and dropout")
+    p.add_argument("--data-dir", default=None, help="directory with the MNIST files (unset: $FNLEARN_DATA_DIR, else ~/.cache/fnlearn/mnist, "
+                        "downloaded and verified on first use)")
     p.add_argument("--plots", default=None, metavar="DIR", help="write accuracy.png, confusion_matrix.png")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use only N training examples")
     p.add_argument("--quiet", action="store_true", help="print only the final results")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=mlp.THREADS_HELP)
     args = p.parse_args(argv)
     if args.plots is not None and not mlp._have_matplotlib():
         p.error("--plots needs matplotlib, which is not installed: pip install matplotlib "
                 "(or pip install -e '.[examples]').")
     if args.batch_size < 1 or args.epochs < 1 or (args.limit is not None and args.limit < 2):
         p.error("--batch-size and --epochs must be positive and --limit at least 2")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be positive")
     return args
 
 
@@ -195,6 +200,11 @@ def fit(model: Any, params: Any, model_state: Any, data: dict[str, Any], args: a
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the example; returns the config, per-epoch history, test results, params and timings."""
     args = parse_args(argv)
+    with mlp.blas_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     fl.reuse_freed_memory()  # a step's freed arrays serve the next step (no page faults)
     start = time.perf_counter()
     split_rng, init_rng, shuffle_rng, dropout_rng = np.random.default_rng(args.seed).spawn(4)

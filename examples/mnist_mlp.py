@@ -24,6 +24,7 @@ saves and plots.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import math
 import os
@@ -68,35 +69,56 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--hidden", type=_hidden_sizes, default=(128,), help='hidden sizes, e.g. "256,128"')
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="sigmoid")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="sigmoid", help="of the hidden layers")
     p.add_argument("--init", choices=INITS, default="lecun_normal", help="initializer of the weights")
-    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy", help="the training loss")
     p.add_argument("--mse-output", choices=sorted(OUTPUTS) + ["linear"], default="softmax",
                    help="with --loss mse: the output activation the squared error is measured after")
-    p.add_argument("--optimizer", choices=_optimizer_names(), default="sgd")
+    p.add_argument("--optimizer", choices=_optimizer_names(), default="sgd", help="the update rule (fnlearn.optim)")
     p.add_argument("--lr", type=float, default=0.1, help="learning rate")
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                    help="learning-rate schedule over all steps of the run")
     p.add_argument("--momentum", type=float, default=0.0, help="momentum (sgd)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 weight decay, through the optimizer")
     p.add_argument("--dropout", type=float, default=0.0, help="drop probability after each hidden layer")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=100, help="examples per step")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held out from the training set")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the init, the shuffling and dropout")
+    p.add_argument("--data-dir", default=None, help="directory with the MNIST files (unset: $FNLEARN_DATA_DIR, else ~/.cache/fnlearn/mnist, "
+                        "downloaded and verified on first use)")
     p.add_argument("--plots", default=None, metavar="DIR", help="write accuracy.png, confusion_matrix.png")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use only N training examples")
     p.add_argument("--quiet", action="store_true", help="print only the final results")
     p.add_argument("--save", default=None, metavar="PATH", help="write a checkpoint after every epoch")
     p.add_argument("--resume", default=None, metavar="PATH", help="continue from a checkpoint of --save")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     args = p.parse_args(argv)
     if args.plots is not None and not _have_matplotlib():
         p.error("--plots needs matplotlib, which is not installed: pip install matplotlib "
                 "(or pip install -e '.[examples]').")
     if args.batch_size < 1 or args.epochs < 1 or (args.limit is not None and args.limit < 2):
         p.error("--batch-size and --epochs must be positive and --limit at least 2")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be positive")
     return args
+
+
+THREADS_HELP = ("BLAS threads for the matrix products (unset: the library's default, one per core); on a "
+                "busy or shared machine 1 can be several times faster. Needs threadpoolctl")
+
+
+def blas_threads(n: int | None) -> Any:
+    """A context that limits the BLAS library to ``n`` threads (threadpoolctl); nothing for None."""
+    if n is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        sys.exit("--threads needs threadpoolctl: pip install threadpoolctl (or pip install -e "
+                 "'.[examples]'), or set OPENBLAS_NUM_THREADS (OMP_NUM_THREADS, MKL_NUM_THREADS) "
+                 "before starting Python.")
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _distributed() -> Any:
@@ -381,6 +403,11 @@ def save_plots(directory: str, history: list[dict[str, Any]], matrix: np.ndarray
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the example; returns the config, per-epoch history, test results, params and timings."""
     args = parse_args(argv)
+    with blas_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     fl.reuse_freed_memory()  # a step's freed arrays serve the next step (no page faults)
     start = time.perf_counter()
     split_rng, init_rng, shuffle_rng, dropout_rng = np.random.default_rng(args.seed).spawn(4)
