@@ -1,0 +1,218 @@
+"""Every rule and transform that carries an optax name equals optax 0.2.8 in float64.
+
+Three problems, as in optax's ``alias_test.py``: its parabola (``[-1, 10, 1]`` towards ``[1, -1, 1]``),
+its Rosenbrock (from ``[0, 0]``, ``a=1``, ``b=100``) and a nested tree of mixed dtypes (float64 and
+float32 leaves, a 0-d leaf, a list) under ``sum(p**2 + 0.025 p**4)``. On each:
+
+- **update by update**: at every step both libraries get the same gradients, params and history
+  (optax's trajectory), and the updates agree to 1e-12 relative in float64 (1e-5 in float32);
+- **whole trajectories**: fnlearn run on its own from the same start ends where optax ends.
+
+Schedules are compared value by value. Skipped with the reason when optax or jax is absent.
+"""
+
+import numpy as np
+import pytest
+
+from fnlearn import optim
+from fnlearn.tree import tree_leaves, tree_map
+
+optax = pytest.importorskip("optax", reason="optax is not installed (pip install 'optax==0.2.8' jax jaxlib, "
+                                            "the compare extra); the optax comparisons need it")
+jax = pytest.importorskip("jax", reason="jax is not installed; the optax comparisons need it")
+jnp = pytest.importorskip("jax.numpy", reason="jax is not installed; the optax comparisons need it")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64_in_jax():
+    """jax computes in float32 unless x64 is on; switched on for this module only, then restored."""
+    previous = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+# ---- the problems: (initial params, gradient function, objective) -----------------------------------
+
+def parabola():
+    target = np.array([1.0, -1.0, 1.0])
+    return ({"x": np.array([-1.0, 10.0, 1.0])}, lambda p: {"x": 2.0 * (p["x"] - target)},
+            lambda p: float(np.sum((p["x"] - target) ** 2)))
+
+
+def rosenbrock():
+    a, b = 1.0, 100.0
+
+    def grad(p):
+        x, y = p["x"]
+        return {"x": np.array([-2.0 * (a - x) - 4.0 * b * x * (y - x * x), 2.0 * b * (y - x * x)])}
+
+    def value(p):
+        x, y = p["x"]
+        return float((a - x) ** 2 + b * (y - x * x) ** 2)
+
+    return {"x": np.array([0.0, 0.0])}, grad, value
+
+
+def nested():
+    rng = np.random.default_rng(7)
+    params = {"layer": {"w": rng.normal(size=(3, 2)), "b": rng.normal(size=2).astype(np.float32)},
+              "scale": np.asarray(1.5), "stack": [rng.normal(size=4).astype(np.float32), rng.normal(size=(2, 2))]}
+
+    def grad(p):
+        return tree_map(lambda x: (2.0 * x + 0.1 * x ** 3).astype(x.dtype), p)
+
+    def value(p):
+        return float(sum(np.sum(x.astype(np.float64) ** 2 + 0.025 * x.astype(np.float64) ** 4) for x in tree_leaves(p)))
+
+    return params, grad, value
+
+
+PROBLEMS = {"parabola": parabola, "rosenbrock": rosenbrock, "nested": nested}
+
+
+def _to_jax(tree):
+    return jax.tree.map(jnp.asarray, tree)
+
+
+def _to_numpy(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def _assert_close(ours, theirs, what, float64_rtol=1e-12, float32_rtol=1e-5):
+    mine, their_leaves = jax.tree.leaves(ours), jax.tree.leaves(theirs)  # both in jax's (sorted) order
+    assert len(mine) == len(their_leaves), f"{what}: {len(mine)} leaves vs optax's {len(their_leaves)}"
+    for a, b in zip(mine, their_leaves):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape and a.dtype == b.dtype, f"{what}: {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
+        rtol = float64_rtol if a.dtype == np.float64 else float32_rtol
+        scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-3 * scale, err_msg=what)
+
+
+def compare(ours_factory, theirs_factory, problem, steps, *, extra=None, free_rtol=1e-9):
+    """Run optax on ``problem``; feed fnlearn the same inputs at every step; then run fnlearn alone.
+
+    ``extra(params, value) -> dict`` gives keyword arguments that both updates need (e.g. ``value``).
+    """
+    params0, grad, value = PROBLEMS[problem]()
+    theirs = theirs_factory()
+    their_state = theirs.init(_to_jax(params0))
+    forced, alone = ours_factory(), ours_factory()
+    forced_state, alone_state = forced.init(params0), alone.init(params0)
+    params, alone_params = params0, params0
+    kwargs = (lambda p: extra(p, value)) if extra else (lambda p: {})
+    for step in range(steps):
+        g = grad(params)
+        their_updates, their_state = theirs.update(_to_jax(g), their_state, _to_jax(params), **kwargs(params))
+        their_updates = _to_numpy(their_updates)
+        updates, forced_state = forced.update(g, forced_state, params, **kwargs(params))
+        _assert_close(updates, their_updates, f"{problem}: update {step} differs from optax's")
+        params = jax.tree.map(lambda p, u: p + u, params, their_updates)
+        updates, alone_state = alone.update(grad(alone_params), alone_state, alone_params, **kwargs(alone_params))
+        alone_params = optim.apply_updates(alone_params, updates)
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(tree_leaves(params), tree_leaves(params0)))
+    assert moved > 1e-3, f"{problem}: the comparison is vacuous, optax's params barely moved"
+    _assert_close(alone_params, params, f"{problem}: fnlearn's own trajectory ends elsewhere",
+                  float64_rtol=free_rtol, float32_rtol=1e-3)
+
+
+def _then_descend(transform, their_transform, lr=1e-3):
+    """A transform alone may ascend; compared as ``chain(transform, scale(-lr))``."""
+    return (lambda: optim.chain(transform(), optim.scale(-lr)),
+            lambda: optax.chain(their_transform(), optax.scale(-lr)))
+
+
+# id -> (our factory, optax's factory, number of steps)
+CASES = {
+    "adam_nesterov": (lambda: optim.adam(0.1, nesterov=True), lambda: optax.adam(0.1, nesterov=True), 30),
+    "adamw": (lambda: optim.adamw(0.1, weight_decay=1e-4), lambda: optax.adamw(0.1), 30),
+    "adamax": (lambda: optim.adamax(0.1), lambda: optax.adamax(0.1), 30),
+    "rmsprop_optax_defaults": (lambda: optim.rmsprop(5e-3, decay=0.9, eps_in_sqrt=True),
+                               lambda: optax.rmsprop(5e-3), 30),
+    "rmsprop_momentum": (lambda: optim.rmsprop(5e-3, decay=0.9, eps_in_sqrt=True, momentum=0.9),
+                         lambda: optax.rmsprop(5e-3, momentum=0.9), 30),
+    "rmsprop_centered": (lambda: optim.rmsprop(5e-3, decay=0.9, eps_in_sqrt=False, centered=True),
+                         lambda: optax.rmsprop(5e-3, centered=True, eps_in_sqrt=False), 30),
+    "adadelta": (lambda: optim.adadelta(0.1), lambda: optax.adadelta(0.1), 30),
+    "lion": (lambda: optim.lion(1e-2, weight_decay=1e-4), lambda: optax.lion(1e-2, weight_decay=1e-4), 30),
+    "lamb": (lambda: optim.lamb(1e-3), lambda: optax.lamb(1e-3), 30),
+    "sgd_momentum": (lambda: optim.sgd(1e-3, momentum=0.9), lambda: optax.sgd(1e-3, momentum=0.9), 30),
+    "scale_by_sign": (*_then_descend(optim.scale_by_sign, optax.scale_by_sign), 30),
+    "centralize": (*_then_descend(optim.centralize, optax.centralize), 30),
+    "clip_by_block_rms": (*_then_descend(lambda: optim.clip_by_block_rms(0.5),
+                                         lambda: optax.clip_by_block_rms(0.5)), 30),
+    "adaptive_grad_clip": (*_then_descend(lambda: optim.adaptive_grad_clip(0.1, eps=0.1),  # moves <= 10%
+                                          lambda: optax.adaptive_grad_clip(0.1, eps=0.1), lr=1.0), 30),
+    "zero_nans": (*_then_descend(optim.zero_nans, optax.zero_nans), 10),
+    "keep_params_nonnegative": (lambda: optim.chain(optim.sgd(0.2), optim.keep_params_nonnegative()),
+                                lambda: optax.chain(optax.sgd(0.2), optax.keep_params_nonnegative()), 30),
+    "ema": (*_then_descend(lambda: optim.ema(0.9), lambda: optax.ema(0.9)), 30),
+    "ema_biased": (*_then_descend(lambda: optim.ema(0.8, debias=False), lambda: optax.ema(0.8, debias=False)), 30),
+    "apply_every": (*_then_descend(lambda: optim.apply_every(3), lambda: optax.apply_every(3)), 30),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_equals_optax(name, problem):
+    ours, theirs, steps = CASES[name]
+    compare(ours, theirs, problem, steps)
+
+
+def test_zero_nans_replaces_nans_like_optax():
+    grads = {"a": np.array([np.nan, 1.0, -2.0]), "b": np.array([[0.5, np.nan]], np.float32)}
+    ours = optim.zero_nans()
+    u, state = ours.update(grads, ours.init(grads))
+    theirs = optax.zero_nans()
+    their_u, their_state = theirs.update(_to_jax(grads), theirs.init(_to_jax(grads)))
+    _assert_close(u, _to_numpy(their_u), "zero_nans")
+    assert state["found_nan"] == {"a": True, "b": True} == jax.tree.map(bool, their_state.found_nan)
+
+
+# ---- schedules: (ours, optax's, the counts) ---------------------------------------------------------
+COUNTS = list(range(0, 25)) + [30, 50, 99, 100, 101, 150, 1000]
+SCHEDULES = {
+    "exponential_decay_end_value_before_begin": (
+        lambda m: m.exponential_decay(1.0, transition_steps=1, decay_rate=1.0, transition_begin=3, end_value=0.1)),
+    "exponential_decay_staircase": (
+        lambda m: m.exponential_decay(0.1, transition_steps=7, decay_rate=0.5, transition_begin=2, staircase=True)),
+    "exponential_decay_growth_capped": (
+        lambda m: m.exponential_decay(0.1, transition_steps=3, decay_rate=1.5, end_value=0.5)),
+    "polynomial": (lambda m: m.polynomial_schedule(1.0, 0.1, power=2, transition_steps=10, transition_begin=3)),
+    "warmup_constant": (lambda m: m.warmup_constant_schedule(0.0, 1.0, warmup_steps=7)),
+    "warmup_exponential_decay": (
+        lambda m: m.warmup_exponential_decay_schedule(0.0, 1.0, warmup_steps=5, transition_steps=4,
+                                                      decay_rate=0.8, transition_begin=2, end_value=0.3)),
+    "piecewise_interpolate_linear": (
+        lambda m: m.piecewise_interpolate_schedule("linear", 1.0, {10: 0.5, 20: 2.0, 25: 0.0})),
+    "piecewise_interpolate_cosine": (
+        lambda m: m.piecewise_interpolate_schedule("cosine", 2.0, {0: 0.5, 5: 0.3, 17: 4.0})),
+    "cosine_onecycle": (lambda m: m.cosine_onecycle_schedule(100, 1.0)),
+    "cosine_onecycle_options": (lambda m: m.cosine_onecycle_schedule(20, 0.3, pct_start=0.2, div_factor=10,
+                                                                     final_div_factor=100)),
+    "linear_onecycle": (lambda m: m.linear_onecycle_schedule(100, 1.0)),
+    "linear_onecycle_options": (lambda m: m.linear_onecycle_schedule(20, 0.3, pct_start=0.25, pct_final=0.5,
+                                                                     div_factor=5, final_div_factor=50)),
+    "sgdr": (lambda m: m.sgdr_schedule([dict(init_value=0.0, peak_value=1.0, warmup_steps=2, decay_steps=10),
+                                        dict(init_value=0.1, peak_value=0.5, warmup_steps=0, decay_steps=8,
+                                             end_value=0.05)])),
+    "warmup_cosine_decay": (lambda m: m.warmup_cosine_decay_schedule(0.0, 1.0, 5, 50, end_value=0.01)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_schedule_equals_optax(name):
+    ours, theirs = SCHEDULES[name](optim), SCHEDULES[name](optax)
+    for count in COUNTS:
+        np.testing.assert_allclose(ours(count), float(theirs(count)), rtol=1e-12, atol=1e-15,
+                                   err_msg=f"{name} at count {count}")
+
+
+def test_degenerate_schedules_are_optax_constants():
+    for make in (lambda m: m.exponential_decay(0.3, 0, 0.5), lambda m: m.exponential_decay(0.3, 5, 0.0),
+                 lambda m: m.polynomial_schedule(0.3, 0.0, 1, 0)):
+        with pytest.warns(UserWarning):
+            ours = make(optim)
+        theirs = make(optax)
+        assert [ours(c) for c in (0, 3, 50)] == [float(theirs(c)) for c in (0, 3, 50)] == [0.3] * 3
