@@ -89,22 +89,30 @@ def rnn_backward(tape: dict[str, Array], w_hh: Array, dys: Any, dh: Array, m: Ma
 
 
 def lstm_forward(gx: Array, w_hh: Array, h0: Array, c0: Array, m: Mask) -> dict[str, Array]:
-    """LSTM, gates ``i, f, g, o``: ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)``."""
+    """LSTM, gates ``i, f, g, o``: ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)``; overwrites ``gx``.
+
+    Besides the activations, the tape keeps ``ders[t] = 1 - tanh(.)^2`` of every gate's ``tanh``
+    (two passes over contiguous rows), so that the backward pass multiplies once by it: the sigmoid's
+    derivative is ``sigmoid' = (1 - tanh(a / 2)^2) / 4``, the ``1/4`` being a column scale applied to
+    the weights.
+    """
     T, B, G = gx.shape
     H = G // 4
     hs, cs = np.empty((T + 1, B, H), gx.dtype), np.empty((T + 1, B, H), gx.dtype)
-    acts, tcs = np.empty_like(gx), np.empty((T, B, H), gx.dtype)
+    acts, ders, tcs = gx, np.empty_like(gx), np.empty((T, B, H), gx.dtype)  # gx becomes acts in place
     hs[0], cs[0] = h0, c0
-    ig = np.empty((B, H), gx.dtype)
+    ig, hw = np.empty((B, H), gx.dtype), np.empty((B, G), gx.dtype)
+    scale, shift = np.full(G, 0.5, gx.dtype), np.full(G, 0.5, gx.dtype)
+    scale[2 * H:3 * H], shift[2 * H:3 * H] = 1, 0               # g keeps its tanh
     for t in range(T):
-        a = acts[t]
-        np.matmul(hs[t], w_hh, out=a)
-        a += gx[t]
+        a, d = acts[t], ders[t]
+        np.matmul(hs[t], w_hh, out=hw)
+        a += hw
         np.tanh(a, out=a)
-        a[:, :2 * H] *= 0.5
-        a[:, :2 * H] += 0.5
-        a[:, 3 * H:] *= 0.5
-        a[:, 3 * H:] += 0.5
+        np.multiply(a, a, out=d)
+        np.subtract(1, d, out=d)
+        a *= scale                                     # sigmoid = 0.5 tanh(a / 2) + 0.5
+        a += shift
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
         np.multiply(f, cs[t], out=cs[t + 1])
         np.multiply(i, g, out=ig)
@@ -113,44 +121,44 @@ def lstm_forward(gx: Array, w_hh: Array, h0: Array, c0: Array, m: Mask) -> dict[
         np.multiply(o, tcs[t], out=hs[t + 1])
         _carry(hs[t + 1], hs[t], m, t)
         _carry(cs[t + 1], cs[t], m, t)
-    return {"hs": hs, "cs": cs, "acts": acts, "tcs": tcs}
+    return {"hs": hs, "cs": cs, "acts": acts, "ders": ders, "tcs": tcs}
 
 
 def lstm_backward(tape: dict[str, Array], w_hh: Array, dys: Any, dh: Array, dc: Array,
                   m: Mask) -> tuple[Array, Array, Array, Array]:
-    """``(dg, dg, dh0, dc0)``: the gate pre-activation cotangents of every step, the carry's."""
-    hs, cs, acts, tcs = tape["hs"], tape["cs"], tape["acts"], tape["tcs"]
+    """``(dg, dg, dh0, dc0)``: the gate pre-activation cotangents of every step, the carry's.
+
+    The loop computes ``dg`` without the sigmoid columns' factor ``1/4`` (see :func:`lstm_forward`):
+    the recurrence uses ``w_hh`` with those columns quartered, and ``dg`` is scaled once at the end.
+    """
+    hs, cs, acts, ders, tcs = tape["hs"], tape["cs"], tape["acts"], tape["ders"], tape["tcs"]
     T, B, H = tcs.shape
+    quarter = np.full(4 * H, 0.25, acts.dtype)
+    quarter[2 * H:3 * H] = 1
+    w_back = np.ascontiguousarray((w_hh * quarter).T)
     dg = np.empty_like(acts)
-    w_hh_t = w_hh.T
     tmp = np.empty((B, H), acts.dtype)
     for t in range(T - 1, -1, -1):
         dh_used, dh_passed = _split(_add_dy(dh, dys, t), m, t)
         dc_used, dc_passed = _split(dc, m, t)
-        a, d = acts[t], dg[t]
+        a, d, tc = acts[t], dg[t], tcs[t]
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        di, df, dgg, do = d[:, :H], d[:, H:2 * H], d[:, 2 * H:3 * H], d[:, 3 * H:]
-        tc = tcs[t]
-        np.multiply(dh_used, tc, out=do)                       # do = dh * tanh(c)
-        np.multiply(tc, tc, out=tmp)                           # dc = dc + dh * o * (1 - tanh(c)^2)
+        np.multiply(tc, tc, out=tmp)                           # dc += dh * o * (1 - tanh(c)^2)
         np.subtract(1, tmp, out=tmp)
         tmp *= o
         tmp *= dh_used
         dc_t = dc_used + tmp
-        np.multiply(dc_t, g, out=di)
-        np.multiply(dc_t, cs[t], out=df)
-        np.multiply(dc_t, i, out=dgg)
-        _sigmoid_vjp(do, o, tmp)
-        _sigmoid_vjp(di, i, tmp)
-        _sigmoid_vjp(df, f, tmp)
-        np.multiply(g, g, out=tmp)                             # tanh' = 1 - g^2
-        np.subtract(1, tmp, out=tmp)
-        dgg *= tmp
+        np.multiply(dc_t, g, out=d[:, :H])                     # d i = dc * g
+        np.multiply(dc_t, cs[t], out=d[:, H:2 * H])            # d f = dc * c_{t-1}
+        np.multiply(dc_t, i, out=d[:, 2 * H:3 * H])            # d g = dc * i
+        np.multiply(dh_used, tc, out=d[:, 3 * H:])             # d o = dh * tanh(c)
+        d *= ders[t]
         dc = dc_t * f
-        dh = d @ w_hh_t
+        dh = d @ w_back
         if dh_passed is not None:
             dh += dh_passed
             dc += dc_passed
+    dg *= quarter
     return dg, dg, dh, dc
 
 

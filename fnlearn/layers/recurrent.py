@@ -58,14 +58,14 @@ def SimpleRNN(hidden: int, *, nonlinearity: str = "tanh", return_sequences: bool
         raise ValueError(f"SimpleRNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}.")
     relu = nonlinearity == "relu"
 
-    def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any) -> tuple[Any, Callable]:
-        gx += p["b_hh"]
+    def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any, half: Any) -> tuple[Any, ...]:
         tape = steps.rnn_forward(gx, p["w_hh"], state[0], m, relu)
         return tape["hs"], (tape["hs"][-1],), lambda dys, dstate: steps.rnn_backward(
             tape, p["w_hh"], dys, dstate[0], m, relu)
 
     extra = "" if nonlinearity == "tanh" else ", nonlinearity='relu'"
-    return _recurrent(f"SimpleRNN({hidden}{extra})", hidden, 1, 1, run, return_sequences, return_state)
+    return _recurrent(f"SimpleRNN({hidden}{extra})", hidden, 1, 1, run, return_sequences, return_state,
+                      sigmoid_blocks=(), fold_b_hh=True)
 
 
 def LSTM(hidden: int, *, return_sequences: bool = False, return_state: bool = False) -> Layer:
@@ -89,16 +89,14 @@ def LSTM(hidden: int, *, return_sequences: bool = False, return_state: bool = Fa
         >>> h.shape, params["w_hh"].shape, bool((h == h_last).all())
         ((2, 4), (4, 16), True)
     """
-    def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any) -> tuple[Any, Callable]:
-        gx += p["b_hh"]
-        H = p["w_hh"].shape[0]
-        half = _half_columns(4 * H, (slice(0, 2 * H), slice(3 * H, 4 * H)), gx.dtype)
-        gx *= half
+    def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any, half: Array) -> tuple[Any, ...]:
         tape = steps.lstm_forward(gx, p["w_hh"] * half, state[0], state[1], m)
         return tape["hs"], (tape["hs"][-1], tape["cs"][-1]), lambda dys, dstate: steps.lstm_backward(
             tape, p["w_hh"], dys, dstate[0], dstate[1], m)
 
-    return _recurrent(f"LSTM({hidden})", hidden, 4, 2, run, return_sequences, return_state)
+    H = hidden
+    return _recurrent(f"LSTM({hidden})", hidden, 4, 2, run, return_sequences, return_state,
+                      sigmoid_blocks=(slice(0, 2 * H), slice(3 * H, 4 * H)), fold_b_hh=True)
 
 
 def GRU(hidden: int, *, return_sequences: bool = False, return_state: bool = False) -> Layer:
@@ -122,15 +120,13 @@ def GRU(hidden: int, *, return_sequences: bool = False, return_state: bool = Fal
         >>> y.shape, sorted(vjp(np.ones_like(y))[0])
         ((2, 4), ['b_hh', 'b_ih', 'w_hh', 'w_ih'])
     """
-    def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any) -> tuple[Any, Callable]:
-        H = p["w_hh"].shape[0]
-        half = _half_columns(3 * H, (slice(0, 2 * H),), gx.dtype)
-        gx *= half
+    def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any, half: Array) -> tuple[Any, ...]:
         tape = steps.gru_forward(gx, p["w_hh"] * half, p["b_hh"] * half, state[0], m)
         return tape["hs"], (tape["hs"][-1],), lambda dys, dstate: steps.gru_backward(
             tape, p["w_hh"], dys, dstate[0], m)
 
-    return _recurrent(f"GRU({hidden})", hidden, 3, 1, run, return_sequences, return_state)
+    return _recurrent(f"GRU({hidden})", hidden, 3, 1, run, return_sequences, return_state,
+                      sigmoid_blocks=(slice(0, 2 * hidden),), fold_b_hh=False)
 
 
 def sequence_mask(lengths: Array, steps_: int) -> Array:
@@ -158,22 +154,17 @@ def x_shape(input_shape: Any) -> Any:
     return input_shape
 
 
-def _half_columns(width: int, sigmoid_blocks: tuple[slice, ...], dtype: np.dtype) -> Array:
-    """A row of ones with 0.5 in the sigmoid gates' columns (``sigmoid(a) = 0.5 tanh(a / 2) + 0.5``)."""
-    half = np.ones(width, dtype)
-    for block in sigmoid_blocks:
-        half[block] = 0.5
-    return half
-
-
 def _recurrent(name: str, hidden: int, gates: int, n_state: int, run: Callable[..., Any],
-               return_sequences: bool, return_state: bool) -> Layer:
-    """A layer from ``run(params, gx, state, mask) -> (hs, last_state, backward)``.
+               return_sequences: bool, return_state: bool, *, sigmoid_blocks: tuple[slice, ...],
+               fold_b_hh: bool) -> Layer:
+    """A layer from ``run(params, gx, state, mask, half) -> (hs, last_state, backward)``.
 
-    ``gx = x @ w_ih + b_ih`` (time-major, one product for all steps) is given to ``run``, which adds
-    what else its gates need and runs the time loop; ``backward(dys, dlast_state) -> (dgx, dgh,
-    *dstate0)`` gives the cotangents of the input and hidden projections for every step, from which
-    the weight, bias and input cotangents are one product or column sum each.
+    ``gx`` is the input projection of all steps, time-major, from one matrix product: ``(x @ w_ih +
+    b_ih (+ b_hh if fold_b_hh)) * half``, where ``half`` is 0.5 in the columns of the sigmoid gates
+    (``sigmoid(a) = 0.5 tanh(a / 2) + 0.5``; halving is exact in binary floats) and 1 elsewhere.
+    ``run`` runs the time loop; ``backward(dys, dlast_state) -> (dgx, dgh, *dstate0)`` gives the
+    cotangents of the unhalved input and hidden projections for every step, from which the weight,
+    bias and input cotangents are one product or column sum each.
     """
     if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden <= 0:
         raise ValueError(f"{name.split('(')[0]}: hidden must be a positive int, got {hidden!r}.")
@@ -197,9 +188,12 @@ def _recurrent(name: str, hidden: int, gates: int, n_state: int, run: Callable[.
         state = tuple(np.zeros((B, hidden), x.dtype) for _ in range(n_state)) if state is None else state
         m = None if mask is None else np.ascontiguousarray(mask.T[:, :, None]).astype(x.dtype)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * B, F)
-        gx = (xt @ p["w_ih"]).reshape(T, B, G)
-        gx += p["b_ih"]
-        hs, last, backward = run(p, gx, state, m)
+        half = np.ones(G, x.dtype)
+        for block in sigmoid_blocks:
+            half[block] = 0.5
+        gx = (xt @ (p["w_ih"] * half)).reshape(T, B, G)
+        gx += ((p["b_ih"] + p["b_hh"]) if fold_b_hh else p["b_ih"]) * half
+        hs, last, backward = run(p, gx, state, m, half)
         out = _outputs(hs, last, m, return_sequences, return_state)
 
         def vjp(dy: Any, *, compute_dx: bool = True) -> tuple[Params, Any]:
@@ -208,8 +202,9 @@ def _recurrent(name: str, hidden: int, gates: int, n_state: int, run: Callable[.
                 dys = dys * m.transpose(1, 0, 2)
             dgx, dgh, *dstate = backward(dys, dlast)
             dgx2, dgh2 = dgx.reshape(T * B, G), dgh.reshape(T * B, G)
+            db_ih = column_sums(dgx2)
             dparams = {"w_ih": xt.T @ dgx2, "w_hh": hs[:-1].reshape(T * B, hidden).T @ dgh2,
-                       "b_ih": column_sums(dgx2), "b_hh": column_sums(dgh2)}
+                       "b_ih": db_ih, "b_hh": db_ih.copy() if dgh is dgx else column_sums(dgh2)}
             if not compute_dx:
                 return dparams, None
             dx = np.ascontiguousarray((dgx2 @ p["w_ih"].T).reshape(T, B, F).transpose(1, 0, 2))
