@@ -1,11 +1,11 @@
-"""README.md: the "Writing a new rule" block runs and prints what the README says."""
+"""docs/optim.md: the "Writing a new rule" block runs and prints what the page says."""
 
 import contextlib
 import io
 import re
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "optim.md"
 
 
 def _section(text: str, title: str) -> str:

@@ -1,4 +1,4 @@
-"""README.md's "Testing your own layer" stays true: its code runs, and the reports it shows are the real
+"""docs/testing.md's "Testing your own layer" stays true: its code runs, and the reports it shows are the real
 output."""
 
 import contextlib
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-DOC = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "testing.md"
 NUMBER = re.compile(r"[-+]?\d+\.?\d*(?:e[-+]?\d+)?")
 
 
 def blocks():
-    """(language, text) of each fenced block of the README's section, in order."""
+    """(language, text) of each fenced block of the page's section, in order."""
     text = DOC.read_text()
     start = text.index("## Testing your own layer")
     section = text[start:text.find("\n## ", start + 1)]
@@ -37,7 +37,7 @@ def test_the_page_runs_and_its_outputs_are_real():
             continue
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            exec(compile(code, f"<README.md, Testing your own layer, block {k}>", "exec"), namespace)
+            exec(compile(code, f"<docs/testing.md, Testing your own layer, block {k}>", "exec"), namespace)
         if k + 1 < len(found) and found[k + 1][0] == "text":
             want = found[k + 1][1].rstrip("\n")
             assert same_report(out.getvalue().rstrip("\n"), want), out.getvalue()
