@@ -73,3 +73,19 @@ def test_ci_installs_the_peers_points_at_the_shared_data_and_runs_the_readme_com
     assert "-eq 5" in ci                                  # pytest's "no tests collected"
     readme = (REPO / "README.md").read_text()
     assert "python3 -m pytest -q" in readme
+
+
+def test_no_module_imports_scipy_at_import_time_except_the_two_being_fixed():
+    # issue 18 item 11: `import scipy.special` costs ~0.3 s of `import fnlearn`; import it where it is
+    # used. fnlearn/layers/activations.py and fnlearn/losses.py are being changed by their owner.
+    import ast
+    pending = {"fnlearn/layers/activations.py", "fnlearn/losses.py"}
+    eager = []
+    for path in sorted((REPO / "fnlearn").rglob("*.py")):
+        name = str(path.relative_to(REPO))
+        for node in ast.parse(path.read_text()).body:   # module level only: function bodies are lazy
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(m == "scipy" or m.startswith("scipy.") for m in mods) and name not in pending:
+                eager.append(name)
+    assert not eager, f"modules importing scipy at import time: {eager}"
