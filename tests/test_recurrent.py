@@ -183,3 +183,16 @@ def test_errors_in_a_stack_name_the_layer_and_hyperparameters_are_checked():
         fl.GRU(3).init(np.random.default_rng(0), (-1, 3))
     with pytest.raises(ValueError, match=r"lengths must be a 1-D integer array with values in \[0, 3\]"):
         fl.sequence_mask(np.array([4]), 3)
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU", "scan-LSTMCell"])
+def test_running_in_two_pieces_with_the_state_carried_equals_one_run(kind):
+    layer = LAYERS[kind](return_sequences=True, return_state=True)
+    params = _init(layer)
+    x = np.random.default_rng(5).normal(size=(B, T, F))
+    (whole, last), _ = layer.apply(params, x)
+    (first, state), _ = layer.apply(params, x[:, :2])
+    (second, last2), _ = layer.apply(params, (x[:, 2:], None, state))
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-14)
+    for a, b in zip(tree_leaves(last), tree_leaves(last2)):
+        np.testing.assert_allclose(a, b, atol=1e-14)
