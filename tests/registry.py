@@ -199,6 +199,14 @@ def _prob_rows(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return p / p.sum(axis=-1, keepdims=True)
 
 
+def _ids_some_ignored(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Class ids for logits ``shape``, about a third of them -100 (ignored), the first never."""
+    ids = rng.integers(0, shape[-1], size=shape[:-1])
+    ids[rng.random(ids.shape) < 0.35] = -100
+    ids.flat[0] = 0
+    return ids
+
+
 LOSSES: list[LossSpec] = [
     LossSpec("mse", fl.losses.mse, lambda rng, s: rng.normal(size=s), (3,)),
     LossSpec("mse-sum", lambda p, t: fl.losses.mse(p, t, reduction="sum"),
@@ -206,6 +214,12 @@ LOSSES: list[LossSpec] = [
     LossSpec("softmax_cross_entropy-ids", fl.losses.softmax_cross_entropy,
              lambda rng, s: rng.integers(0, s[-1], size=s[0]), (4,)),
     LossSpec("softmax_cross_entropy-probs", fl.losses.softmax_cross_entropy, _prob_rows, (4,)),
+    LossSpec("softmax_cross_entropy-3d-ids", fl.losses.softmax_cross_entropy,
+             lambda rng, s: rng.integers(0, s[-1], size=s[:-1]), (3, 4)),
+    LossSpec("softmax_cross_entropy-ignore_index", fl.losses.softmax_cross_entropy, _ids_some_ignored, (3, 4)),
+    LossSpec("softmax_cross_entropy-ignore_index-sum",
+             lambda p, t: fl.losses.softmax_cross_entropy(p, t, reduction="sum"), _ids_some_ignored, (2, 2, 3)),
+    LossSpec("softmax_cross_entropy-3d-probs", fl.losses.softmax_cross_entropy, _prob_rows, (2, 3)),
     LossSpec("softmax_cross_entropy-sum", lambda p, t: fl.losses.softmax_cross_entropy(p, t, reduction="sum"),
              lambda rng, s: rng.integers(0, s[-1], size=s[0]), (3,)),
     LossSpec("sigmoid_binary_cross_entropy", fl.losses.sigmoid_binary_cross_entropy,
