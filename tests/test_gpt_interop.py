@@ -117,8 +117,9 @@ def test_nanogpt_names_and_layouts(bias):
     assert list(sd) == [k for k in NANOGPT_ONE_LAYER if bias or not k.endswith(".bias")]
     block = tree["h"]["0"]
     qkv = sd["transformer.h.0.attn.c_attn.weight"]                  # nn.Linear (out, in) = (3d, d)
-    for j, part in enumerate("qkv"):                               # rows of q, k, v in that order
-        np.testing.assert_array_equal(qkv[j * d:(j + 1) * d], block["attn"]["qkv"]["w"][:, j * d:(j + 1) * d].T)
+    for j in range(3):                                             # rows of q, k, v in that order
+        cols = slice(j * d, (j + 1) * d)
+        np.testing.assert_array_equal(qkv[cols], block["attn"]["qkv"]["w"][:, cols].T)
     np.testing.assert_array_equal(sd["transformer.h.0.mlp.c_fc.weight"], block["mlp"]["fc"]["w"].T)
     np.testing.assert_array_equal(sd["transformer.h.0.mlp.c_proj.weight"], block["mlp"]["proj"]["w"].T)
     np.testing.assert_array_equal(sd["transformer.h.0.attn.c_proj.weight"], block["attn"]["out"]["w"].T)
@@ -149,7 +150,7 @@ def test_buffers_prefixes_and_dtype():
     hf = {k.removeprefix("transformer."): v for k, v in interop.to_gpt2_state_dict(tree).items()}
     hf["h.0.attn.bias"] = np.ones((1, 1, 5, 5), bool)
     hf["h.0.attn.masked_bias"] = np.array(-1e4, np.float32)
-    back = interop.from_gpt2_state_dict(hf, dtype=np.float64)
+    back = interop.from_gpt2_state_dict(hf, dtype=np.dtype("float64"))  # an instance is falsy
     assert all(leaf.dtype == np.float64 for leaf in fl.tree.tree_leaves(back))
     np.testing.assert_array_equal(back["h"]["1"]["mlp"]["fc"]["w"], tree["h"]["1"]["mlp"]["fc"]["w"])
 
@@ -173,7 +174,8 @@ def _nanogpt_sd(**kw):
 @pytest.mark.parametrize("edit, needle", [
     (lambda sd: sd.pop("transformer.h.1.mlp.c_fc.weight"), r"1 missing.*h\.1\.mlp\.c_fc\.weight"),
     (lambda sd: sd.pop("transformer.ln_f.bias"), r"Missing: transformer\.ln_f\.bias"),
-    (lambda sd: sd.update({"transformer.h.0.attn.extra": np.ones(2)}), r"Unexpected: transformer\.h\.0\.attn\.extra"),
+    (lambda sd: sd.update({"transformer.h.0.attn.extra": np.ones(2)}),
+     r"Unexpected: transformer\.h\.0\.attn\.extra"),
     (lambda sd: sd.update({"transformer.h.3.ln_1.weight": np.ones(4)}), r"Missing: transformer\.h\.2\.attn"),
     (lambda sd: sd.update({"transformer.h.0.mlp.c_fc.weight": np.ones((4, 16))}),
      r"'transformer\.h\.0\.mlp\.c_fc\.weight' is float64 \(4, 16\), expected floating \(16, 4\)"),
@@ -191,7 +193,8 @@ def test_from_nanogpt_errors_name_the_problem(edit, needle):
 
 def test_a_gpt2_dict_is_not_a_nanogpt_dict():
     hf = interop.to_gpt2_state_dict(random_tree(np.random.default_rng(5), 7, 5, 1, 4))
-    with pytest.raises(ValueError, match=r"c_attn\.weight' is float32 \(4, 12\), expected floating \(12, 4\)"):
+    needle = r"c_attn\.weight' is float32 \(4, 12\), expected floating \(12, 4\)"
+    with pytest.raises(ValueError, match=needle):
         interop.from_nanogpt_state_dict(hf)
 
 

@@ -26,7 +26,7 @@ is stripped.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -38,9 +38,15 @@ from ._torch import _as_numpy
 __all__ = ["from_nanogpt_state_dict", "to_nanogpt_state_dict", "from_gpt2_state_dict",
            "to_gpt2_state_dict"]
 
-# (torch name after "transformer.", fnlearn path, fnlearn shape in units of d (V and P are None),
-#  is a Linear/Conv1D weight, is a bias)
-_TOP = (("wte.weight", "wte/embeddings", (None, 1), False, False),
+class _Row(NamedTuple):
+    name: str                 # the torch name
+    path: str                 # the fnlearn path
+    units: tuple[Any, ...]    # the fnlearn shape: "V" vocab, "P" positions, k: k * n_embd
+    linear: bool              # a Linear/Conv1D weight: (out, in) in nanoGPT, (in, out) in fnlearn
+
+
+# (torch name after "transformer.", fnlearn path, units, linear, is a bias)
+_TOP = (("wte.weight", "wte/embeddings", ("V", 1), False, False),
         ("wpe.weight", "wpe/embeddings", ("P", 1), False, False))
 _BLOCK = (("ln_1.weight", "ln_1/scale", (1,), False, False),
           ("ln_1.bias", "ln_1/offset", (1,), False, True),
@@ -60,22 +66,44 @@ _BUFFER = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")
 _LM_HEAD = "lm_head.weight"
 
 
-def _rows(n_layer: int, bias: bool) -> Iterator[tuple[str, str, tuple[Any, ...], bool]]:
-    """(torch name, fnlearn path, fnlearn shape in units of d, is a Linear weight), in state_dict order."""
+def _rows(n_layer: int, bias: bool) -> list[_Row]:
+    """Every parameter of a GPT with ``n_layer`` blocks, in nanoGPT's ``state_dict`` order."""
     blocks = [(f"h.{i}.{name}", f"h/{i}/{path}", *rest)
               for i in range(n_layer) for name, path, *rest in _BLOCK]
-    for name, path, units, linear, is_bias in (*_TOP, *blocks, *_FINAL):
-        if bias or not is_bias:
-            yield "transformer." + name, path, units, linear
+    return [_Row("transformer." + name, path, units, linear)
+            for name, path, units, linear, is_bias in (*_TOP, *blocks, *_FINAL) if bias or not is_bias]
 
 
-def _shape(units: tuple[Any, ...], d: int, vocab: int, positions: int) -> tuple[int, ...]:
-    return tuple(vocab if u is None else positions if u == "P" else u * d for u in units)
+def _shape(units: tuple[Any, ...], sizes: dict[str, int]) -> tuple[int, ...]:
+    return tuple(sizes[u] if isinstance(u, str) else u * sizes["d"] for u in units)
+
+
+def _sizes(fn: str, wte: np.ndarray, wpe: np.ndarray, names: str) -> dict[str, int]:
+    """V, P and d from the two embedding tables."""
+    if wte.ndim != 2 or wpe.ndim != 2:
+        raise ValueError(f"{fn}: {names} must be 2-D (rows, n_embd), got shapes {wte.shape} and "
+                         f"{wpe.shape}.")
+    return {"V": wte.shape[0], "P": wpe.shape[0], "d": wte.shape[1]}
+
+
+def _check_names(fn: str, what: str, present: set[str], expected: set[str], hint: str) -> None:
+    missing, unexpected = expected - present, present - expected
+    if missing or unexpected:
+        raise ValueError(f"{fn}: {what} ({len(missing)} missing, {len(unexpected)} unexpected). "
+                         f"Missing: {_list(missing) or 'none'}. Unexpected: {_list(unexpected) or 'none'}. "
+                         + hint)
 
 
 def _list(names: Any, limit: int = 8) -> str:
     names = sorted(names)
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _put(tree: dict[str, Any], path: str, value: np.ndarray) -> None:
+    *parents, leaf = path.split("/")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
 
 
 # ------------------------------------------------------------------------------------------ from torch
@@ -89,40 +117,27 @@ def _from_state_dict(fn: str, state_dict: Mapping[str, Any], transpose: bool, dt
     names = {str(k).removeprefix("_orig_mod."): k for k in state_dict}
     names = {k: v for k, v in names.items() if not _BUFFER.fullmatch(k)}
     layers = {int(m.group(1)) for k in names if (m := re.match(r"transformer\.h\.(\d+)\.", k))}
-    bias = any(k.endswith(".bias") for k in names)
-    rows = list(_rows(max(layers) + 1 if layers else 0, bias))
-    expected = {name for name, *_ in rows}
-    missing, unexpected = expected - set(names), set(names) - expected - {_LM_HEAD}
-    if missing or unexpected:
-        raise ValueError(f"{fn}: the state dict is not a GPT's ({len(missing)} missing, {len(unexpected)} "
-                         f"unexpected names). Missing: {_list(missing) or 'none'}. Unexpected: "
-                         f"{_list(unexpected) or 'none'}. Pass the whole model.state_dict() of one GPT "
-                         "(bias on: every LayerNorm and Linear has its .bias; bias off: none has).")
+    rows = _rows(max(layers) + 1 if layers else 0, any(k.endswith(".bias") for k in names))
+    _check_names(fn, "the state dict is not a GPT's", set(names) - {_LM_HEAD}, {r.name for r in rows},
+                 "Pass the whole model.state_dict() of one GPT (bias on: every LayerNorm and Linear has "
+                 "its .bias; bias off: none has).")
     arrays = {k: _as_numpy(state_dict[v]) for k, v in names.items()}
     wte = arrays["transformer.wte.weight"]
-    if wte.ndim != 2 or arrays["transformer.wpe.weight"].ndim != 2:
-        raise ValueError(f"{fn}: transformer.wte.weight and transformer.wpe.weight must be 2-D (rows, "
-                         f"n_embd), got shapes {wte.shape} and {arrays['transformer.wpe.weight'].shape}.")
-    (vocab, d), positions = wte.shape, arrays["transformer.wpe.weight"].shape[0]
+    sizes = _sizes(fn, wte, arrays["transformer.wpe.weight"], "transformer.wte.weight and .wpe.weight")
     params: dict[str, Any] = {"wte": {}, "wpe": {}, "h": {}, "ln_f": {}}
     problems = []
-    for name, path, units, linear in rows:
-        arr, want = arrays[name], _shape(units, d, vocab, positions)
-        if transpose and linear:
-            arr = arr.T
-        if arr.shape != want or arr.dtype.kind != "f":
-            torch_want = want[::-1] if transpose and linear else want
-            problems.append(f"'{name}' is {arrays[name].dtype} {arrays[name].shape}, expected floating "
-                            f"{torch_want}")
-            continue
-        *parents, leaf = path.split("/")
-        node = params
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = np.array(arr, dtype=arr.dtype if dtype is None else dtype, order="C", copy=True)
+    for row in rows:
+        arr, want = arrays[row.name], _shape(row.units, sizes)
+        flip = transpose and row.linear
+        if (arr.shape[::-1] if flip else arr.shape) != want or arr.dtype.kind != "f":
+            problems.append(f"'{row.name}' is {arr.dtype} {arr.shape}, expected floating "
+                            f"{want[::-1] if flip else want}")
+        else:
+            _put(params, row.path, np.array(arr.T if flip else arr, order="C",
+                                           dtype=arr.dtype if dtype is None else dtype))
     if problems:
         raise ValueError(f"{fn}: {len(problems)} arrays have the wrong shape or dtype for a GPT with "
-                         f"n_embd={d} (from transformer.wte.weight): " + "; ".join(problems) + ".")
+                         f"n_embd={sizes['d']} (from transformer.wte.weight): " + "; ".join(problems) + ".")
     head = arrays.get(_LM_HEAD)
     if head is not None and not (head.shape == wte.shape and np.array_equal(head, wte)):
         raise ValueError(f"{fn}: lm_head.weight differs from transformer.wte.weight; models.gpt ties the "
@@ -154,11 +169,15 @@ def from_nanogpt_state_dict(state_dict: Mapping[str, Any], *, dtype: DTypeLike =
         >>> from fnlearn import interop, models
         >>> params = models.gpt(11, 8, 2, 2, 8).init(np.random.default_rng(0), (-1, 8))
         >>> sd = interop.to_nanogpt_state_dict(params)
-        >>> sd["transformer.h.1.attn.c_attn.weight"].shape, sd["lm_head.weight"] is sd["transformer.wte.weight"]
-        ((24, 8), True)
+        >>> sd["transformer.h.1.attn.c_attn.weight"].shape  # nn.Linear's (out, in)
+        (24, 8)
+        >>> sd["lm_head.weight"] is sd["transformer.wte.weight"]  # tied
+        True
         >>> back = interop.from_nanogpt_state_dict(sd)
-        >>> back["h"]["1"]["attn"]["qkv"]["w"].shape, np.array_equal(back["wte"]["embeddings"], params["wte"]["embeddings"])
-        ((8, 24), True)
+        >>> back["h"]["1"]["attn"]["qkv"]["w"].shape
+        (8, 24)
+        >>> np.array_equal(back["wte"]["embeddings"], params["wte"]["embeddings"])
+        True
     """
     return _from_state_dict("from_nanogpt_state_dict", state_dict, True, dtype)
 
@@ -198,26 +217,18 @@ def _to_state_dict(fn: str, params: Params, transpose: bool) -> dict[str, np.nda
                          f"'wpe', 'h' and 'ln_f'; got {type(params).__name__} with keys "
                          f"{list(params) if isinstance(params, dict) else None}.")
     _, flat = _flatten_dicts(fn, params)
-    bias = any(p.endswith(("/b", "/offset")) for p in flat)
-    rows = list(_rows(len(params["h"]), bias))
-    expected = {path for _, path, *_ in rows}
-    missing, unexpected = expected - set(flat), set(flat) - expected
-    if missing or unexpected:
-        raise ValueError(f"{fn}: the tree is not a models.gpt params tree ({len(missing)} missing, "
-                         f"{len(unexpected)} unexpected paths). Missing: {_list(missing) or 'none'}. "
-                         f"Unexpected: {_list(unexpected) or 'none'}. Blocks are keyed '0'..'n_layer-1'.")
-    wte = flat["wte/embeddings"]
-    if wte.ndim != 2 or flat["wpe/embeddings"].ndim != 2:
-        raise ValueError(f"{fn}: wte/embeddings and wpe/embeddings must be 2-D, got shapes {wte.shape} "
-                         f"and {flat['wpe/embeddings'].shape}.")
-    (vocab, d), positions = wte.shape, flat["wpe/embeddings"].shape[0]
-    wrong = [f"'{path}' is {flat[path].shape}, expected {_shape(units, d, vocab, positions)}"
-             for _, path, units, _ in rows if flat[path].shape != _shape(units, d, vocab, positions)]
+    rows = _rows(len(params["h"]), any(p.endswith(("/b", "/offset")) for p in flat))
+    _check_names(fn, "the tree is not a models.gpt params tree", set(flat), {r.path for r in rows},
+                 "Blocks are keyed '0'..'n_layer-1'; with biases every Linear has its 'b' and every "
+                 "LayerNorm its 'offset', without none has.")
+    sizes = _sizes(fn, flat["wte/embeddings"], flat["wpe/embeddings"], "wte/embeddings and wpe/embeddings")
+    wrong = [f"'{r.path}' is {flat[r.path].shape}, expected {_shape(r.units, sizes)}"
+             for r in rows if flat[r.path].shape != _shape(r.units, sizes)]
     if wrong:
-        raise ValueError(f"{fn}: {len(wrong)} arrays have the wrong shape for n_embd={d} (from "
+        raise ValueError(f"{fn}: {len(wrong)} arrays have the wrong shape for n_embd={sizes['d']} (from "
                          "wte/embeddings): " + "; ".join(wrong) + ".")
-    out = {name: np.ascontiguousarray(flat[path].T) if transpose and linear else flat[path].copy()
-           for name, path, _, linear in rows}
+    out = {r.name: np.ascontiguousarray(flat[r.path].T) if transpose and r.linear else flat[r.path].copy()
+           for r in rows}
     out[_LM_HEAD] = out["transformer.wte.weight"]
     return out
 
