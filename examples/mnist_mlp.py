@@ -404,7 +404,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the example; returns the config, per-epoch history, test results, params and timings."""
     args = parse_args(argv)
     with blas_threads(args.threads):
-        return _run(args)
+        try:
+            return _run(args)
+        except datasets.DatasetError as err:  # no local copy and no network, or a damaged file
+            sys.exit(f"mnist_mlp: {err}")
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:

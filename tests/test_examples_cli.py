@@ -61,3 +61,31 @@ def test_threads_limits_the_blas_library_while_the_run_lasts(name):
     assert [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"] == before
     with pytest.raises(SystemExit):
         module.parse_args(["--threads", "0"])
+
+
+def test_without_data_or_network_the_example_exits_with_the_loaders_message(tmp_path, monkeypatch):
+    from fnlearn.datasets import DownloadError, _mnist
+
+    def offline(name, directory, *args, **kwargs):
+        raise DownloadError(f"could not download {name} (no network)")
+
+    monkeypatch.setattr(_mnist, "download_verified", offline)
+    module = _load("mnist_mlp")
+    with pytest.raises(SystemExit) as info:
+        module.main(["--data-dir", str(tmp_path), "--epochs", "1", "--quiet"])
+    message = str(info.value.code)
+    assert message.startswith("mnist_mlp: mnist: could not download") and str(tmp_path) in message
+
+
+def test_the_main_job_downloads_verifies_and_caches_mnist_then_trains(tmp_path, mnist_dir):
+    # item 1: a run without a local copy downloads the files; a local mirror stands in for the network
+    import fnlearn as fl
+    cache = tmp_path / "cache"
+    mirror = mnist_dir.resolve().as_uri() + "/"
+    for split in ("train", "test"):
+        fl.datasets.mnist(split, cache, mirrors=[mirror], progress=False)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        name for names in fl.datasets.MNIST_FILES.values() for name in names)
+    result = _load("mnist_mlp").main(["--data-dir", str(cache), "--epochs", "1", "--limit", "2000",
+                                       "--lr", "0.5", "--momentum", "0.9", "--quiet"])
+    assert result["test_accuracy"] > 0.5   # chance is 0.1; one short epoch of the sigmoid MLP gives ~0.69
