@@ -141,6 +141,12 @@ def test_gpt2_keeps_the_conv1d_layout():
         np.testing.assert_array_equal(sd[f"transformer.{name}.weight"], node["w"])
 
 
+def test_a_gpt2_dict_and_its_nanogpt_form_give_the_same_params():
+    hf = _gpt2_shaped_dict(np.random.default_rng(9), 7, 6, 2, 4)   # built by hand, Conv1D (in, out)
+    nano = {k: np.ascontiguousarray(v.T) if k.endswith(CONV1D_WEIGHTS) else v for k, v in hf.items()}
+    assert_same_tree(interop.from_gpt2_state_dict(hf), interop.from_nanogpt_state_dict(nano))
+
+
 def test_buffers_prefixes_and_dtype():
     tree = random_tree(np.random.default_rng(3), 7, 5, 2, 4)
     sd = dict(interop.to_nanogpt_state_dict(tree))

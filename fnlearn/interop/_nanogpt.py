@@ -1,26 +1,22 @@
 """GPT weights in nanoGPT's and Hugging Face GPT-2's names and layouts, to and from ``models.gpt`` params.
 
-``models.gpt`` params are nanoGPT's modules under shorter names with fnlearn's ``(in, out)`` weights:
+``models.gpt`` params are nanoGPT's modules under shorter names, with fnlearn's ``(in, out)`` weights::
 
-=============================================  ==========================  ========================
-nanoGPT / Hugging Face GPT-2 name               fnlearn path                layout
-=============================================  ==========================  ========================
-``transformer.wte.weight`` (= ``lm_head``)      ``wte/embeddings``          (V, d) as is
-``transformer.wpe.weight``                      ``wpe/embeddings``          (block_size, d) as is
-``transformer.h.{i}.ln_1.weight`` / ``.bias``   ``h/{i}/ln_1/scale`` / ``offset``   (d,)
-``transformer.h.{i}.attn.c_attn.weight``        ``h/{i}/attn/qkv/w``        (d, 3d)
-``transformer.h.{i}.attn.c_proj.weight``        ``h/{i}/attn/out/w``        (d, d)
-``transformer.h.{i}.ln_2.weight`` / ``.bias``   ``h/{i}/ln_2/scale`` / ``offset``   (d,)
-``transformer.h.{i}.mlp.c_fc.weight``           ``h/{i}/mlp/fc/w``          (d, 4d)
-``transformer.h.{i}.mlp.c_proj.weight``         ``h/{i}/mlp/proj/w``        (4d, d)
-``transformer.ln_f.weight`` / ``.bias``         ``ln_f/scale`` / ``offset`` (d,)
-=============================================  ==========================  ========================
+    nanoGPT / GPT-2 name                          fnlearn path              fnlearn shape
+    transformer.wte.weight (tied: lm_head.weight) wte/embeddings            (V, d)
+    transformer.wpe.weight                        wpe/embeddings            (block_size, d)
+    transformer.h.{i}.ln_1.weight, .bias          h/{i}/ln_1/scale, offset  (d,)
+    transformer.h.{i}.attn.c_attn.weight, .bias   h/{i}/attn/qkv/w, b       (d, 3d), (3d,)
+    transformer.h.{i}.attn.c_proj.weight, .bias   h/{i}/attn/out/w, b       (d, d), (d,)
+    transformer.h.{i}.ln_2.weight, .bias          h/{i}/ln_2/scale, offset  (d,)
+    transformer.h.{i}.mlp.c_fc.weight, .bias      h/{i}/mlp/fc/w, b         (d, 4d), (4d,)
+    transformer.h.{i}.mlp.c_proj.weight, .bias    h/{i}/mlp/proj/w, b       (4d, d), (d,)
+    transformer.ln_f.weight, .bias                ln_f/scale, offset        (d,)
 
-Each ``*.weight`` of a Linear has its ``*.bias`` under ``.../b``. nanoGPT's ``nn.Linear`` weights are
-stored ``(out, in)``, so they are transposed; GPT-2's ``Conv1D`` weights are already ``(in, out)``.
-Without biases (nanoGPT's ``bias=False``) there are no ``b``/``offset`` entries. The causal-mask buffers
-(``*.attn.bias``, ``*.attn.masked_bias``) are ignored, and a ``_orig_mod.`` prefix (``torch.compile``)
-is stripped.
+nanoGPT's ``nn.Linear`` weights are stored ``(out, in)``, so they are transposed; GPT-2's ``Conv1D``
+weights are already ``(in, out)``. Without biases (nanoGPT's ``bias=False``) there are no ``.bias``
+names and no ``b``/``offset`` entries. The causal-mask buffers (``*.attn.bias``,
+``*.attn.masked_bias``) are ignored, and a ``_orig_mod.`` prefix (``torch.compile``) is stripped.
 """
 
 from __future__ import annotations
@@ -37,6 +33,7 @@ from ._torch import _as_numpy
 
 __all__ = ["from_nanogpt_state_dict", "to_nanogpt_state_dict", "from_gpt2_state_dict",
            "to_gpt2_state_dict"]
+
 
 class _Row(NamedTuple):
     name: str                 # the torch name
