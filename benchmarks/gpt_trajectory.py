@@ -17,7 +17,7 @@ batches for both models).
 
     python3 benchmarks/gpt_trajectory.py                  # 300 steps, the per-step loss differences
     python3 benchmarks/gpt_trajectory.py --iters 2000     # the whole run and both validation losses
-    python3 benchmarks/gpt_trajectory.py --iters 50 --json out.json
+    python3 benchmarks/gpt_trajectory.py --iters 50 --threads 1 --json out.json   # on a busy machine
 
 Needs torch (``pip install torch==2.13.0``) and char-rnn's ``input.txt`` (``--data-dir``, else
 ``FNLEARN_SHAKESPEARE_DIR``, else a download into fnlearn's cache). The step times it prints are of one
@@ -199,12 +199,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1337, help="torch.manual_seed for nanoGPT's init")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the batch sampler")
     parser.add_argument("--data-dir", default=None, help="directory with input.txt")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="limit torch and (with threadpoolctl) NumPy's BLAS to N threads")
     parser.add_argument("--json", default=None, help="write the per-step losses and the summary here")
     args = parser.parse_args(argv)
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(args.threads)
+        except ImportError:
+            print("threadpoolctl is not installed: BLAS keeps its default threads (pip install threadpoolctl)")
     corpus = fl.datasets.tiny_shakespeare(args.data_dir)
     result = run(corpus, args.iters, seed=args.seed, data_seed=args.data_seed, eval_iters=args.eval_iters,
                  log=print)

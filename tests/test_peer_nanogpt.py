@@ -9,6 +9,7 @@ every step's training loss must stay within 2e-3 of nanoGPT's.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -98,3 +99,12 @@ def test_fnlearn_follows_nanogpt_step_by_step(shakespeare_dir, one_thread):
     assert theirs[-10:].mean() < theirs[0] - 1.0                # and both really trained
     for split in ("train", "val"):
         assert result["eval"]["fnlearn"][split] == pytest.approx(result["eval"]["nanoGPT"][split], abs=2e-3)
+
+
+def test_the_script_runs_and_writes_its_json(shakespeare_dir, one_thread, tmp_path, capsys):
+    out = tmp_path / "trajectory.json"
+    _trajectory_module().main(["--iters", "2", "--eval-iters", "1", "--data-dir", str(shakespeare_dir),
+                               "--json", str(out)])
+    written = json.loads(out.read_text())
+    assert len(written["losses"]["fnlearn"]) == 2 and written["summary"]["steps"] == 2
+    assert '"max_abs_diff"' in capsys.readouterr().out
