@@ -131,7 +131,7 @@ def lstm_backward(tape: dict[str, Array], w_hh: Array, dys: Any, dh: Array, dc: 
     The loop computes ``dg`` without the sigmoid columns' factor ``1/4`` (see :func:`lstm_forward`):
     the recurrence uses ``w_hh`` with those columns quartered, and ``dg`` is scaled once at the end.
     """
-    hs, cs, acts, ders, tcs = tape["hs"], tape["cs"], tape["acts"], tape["ders"], tape["tcs"]
+    cs, acts, ders, tcs = tape["cs"], tape["acts"], tape["ders"], tape["tcs"]
     T, B, H = tcs.shape
     quarter = np.full(4 * H, 0.25, acts.dtype)
     quarter[2 * H:3 * H] = 1

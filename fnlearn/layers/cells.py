@@ -68,7 +68,8 @@ def LSTMCell(hidden: int) -> Cell:
     def step(p: Params, carry: tuple[Array, Array], x: Array) -> tuple[Any, Array, Callable[..., Any]]:
         h_prev, c_prev = carry
         a = x @ p["w_ih"] + p["b_ih"] + h_prev @ p["w_hh"] + p["b_hh"]
-        i, f, g, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
+        i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), _sigmoid(a[:, 3 * H:])
+        g = np.tanh(a[:, 2 * H:3 * H])
         c = f * c_prev + i * g
         tc = np.tanh(c)
         h = o * tc
