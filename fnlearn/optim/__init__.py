@@ -29,8 +29,12 @@ from ._schedules import (constant_schedule, cosine_decay_schedule, cosine_onecyc
 from ._transforms import (add_decayed_weights, clip, clip_by_global_norm, identity, scale, scale_by_learning_rate,
                           scale_by_schedule, scale_by_trust_ratio, set_to_zero, trace)
 from ._accumulating import add_noise, apply_every, ema
+from ._alias_optax import (adabelief, adamaxw, adan, fromage, lars, noisy_sgd, novograd, optimistic_gradient_descent,
+                           polyak_sgd, sign_sgd, signum, sm3, yogi)
 from ._shaping import (adaptive_grad_clip, centralize, clip_by_block_rms, keep_params_nonnegative, scale_by_sign,
                        zero_nans)
+from ._scale_by_optax import (scale_by_adan, scale_by_belief, scale_by_novograd, scale_by_optimistic_gradient,
+                              scale_by_sm3, scale_by_yogi)
 from ._torch_rules import asgd, nadamw, radam, rprop, scale_by_radam, scale_by_rprop
 from ._wrappers import MultiSteps, apply_if_finite, freeze, inject_hyperparams, masked, partition
 
@@ -40,6 +44,9 @@ __all__ = [
     "apply_updates", "chain", "named_chain", "map_leaves", "scalar_rule", "declare_scalar",
     # named rules
     "sgd", "adam", "adamw", "amsgrad", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "lamb",
+    # named rules from optax
+    "adabelief", "yogi", "novograd", "adan", "adamaxw", "lars", "sign_sgd", "signum",
+    "optimistic_gradient_descent", "sm3", "fromage", "noisy_sgd", "polyak_sgd",
     # named rules from torch.optim
     "radam", "nadamw", "rprop", "asgd",
     # building blocks
@@ -48,7 +55,8 @@ __all__ = [
     "scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_nadam", "scale_by_rms",
     "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion", "scale_by_radam", "scale_by_rprop",
     "scale_by_sign", "centralize", "clip_by_block_rms", "adaptive_grad_clip", "zero_nans",
-    "keep_params_nonnegative", "ema", "apply_every", "add_noise",
+    "keep_params_nonnegative", "ema", "apply_every", "add_noise", "scale_by_belief", "scale_by_yogi",
+    "scale_by_novograd", "scale_by_adan", "scale_by_sm3", "scale_by_optimistic_gradient",
     # wrappers
     "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
     # schedules
