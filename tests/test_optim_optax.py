@@ -75,7 +75,15 @@ def nested_without_0d():
     return params, grad, value
 
 
-PROBLEMS = {"parabola": parabola, "rosenbrock": rosenbrock, "nested": nested, "nested_without_0d": nested_without_0d}
+def nested_float64():
+    """For rules whose scalar state optax keeps in the params' lowest dtype (float32 in a mixed tree)."""
+    params, grad, value = nested()
+    return tree_map(lambda x: x.astype(np.float64), params), grad, value
+
+
+PROBLEMS = {"parabola": parabola, "rosenbrock": rosenbrock, "nested": nested, "nested_without_0d": nested_without_0d,
+            "nested_float64": nested_float64}
+SCALAR_STATE = ("parabola", "rosenbrock", "nested_float64")
 DEFAULT_PROBLEMS = ("nested", "parabola", "rosenbrock")
 
 
@@ -140,6 +148,10 @@ def _falling(count):
     return 0.1 / (1.0 + 0.5 * float(count))
 
 
+def _slow(count):
+    return 0.99 - 0.09 / (1.0 + float(count))
+
+
 # id -> (our factory, optax's factory, number of steps[, the problems if not all])
 CASES = {
     "adam_nesterov": (lambda: optim.adam(0.1, nesterov=True), lambda: optax.adam(0.1, nesterov=True), 30),
@@ -177,6 +189,26 @@ CASES = {
     # optax's own schedules evaluate in float32 at its int32 counts, even with x64: a schedule in Python
     "fromage_schedule": (lambda: optim.fromage(_falling), lambda: optax.fromage(_falling), 30, ("parabola", "nested")),
     "noisy_sgd_without_noise": (lambda: optim.noisy_sgd(1e-3, eta=0.0), lambda: optax.noisy_sgd(1e-3, eta=0.0, key=0), 30),
+    # optax.contrib
+    "adopt": (lambda: optim.adopt(1e-2), lambda: optax.contrib.adopt(1e-2), 30),
+    "adopt_nesterov_unclipped": (lambda: optim.adopt(1e-2, nesterov=True, use_clipping=False),
+                                 lambda: optax.contrib.adopt(1e-2, nesterov=True, use_clipping=False), 30),
+    "ademamix": (lambda: optim.ademamix(1e-2), lambda: optax.contrib.ademamix(1e-2), 30),
+    "ademamix_schedules": (lambda: optim.ademamix(1e-2, b3=_slow, alpha=_falling, weight_decay=0.1),
+                           lambda: optax.contrib.ademamix(1e-2, b3=_slow, alpha=_falling, weight_decay=0.1), 30),
+    "prodigy": (lambda: optim.prodigy(), lambda: optax.contrib.prodigy(), 30, SCALAR_STATE),
+    "prodigy_options": (lambda: optim.prodigy(0.5, betas=(0.8, 0.99), weight_decay=0.1, safeguard_warmup=True,
+                                              estim_lr0=1e-3),
+                        lambda: optax.contrib.prodigy(0.5, betas=(0.8, 0.99), weight_decay=0.1,
+                                                      safeguard_warmup=True, estim_lr0=1e-3), 30, SCALAR_STATE),
+    "dog": (lambda: optim.dog(), lambda: optax.contrib.dog(), 30, SCALAR_STATE),
+    "dog_distance": (lambda: optim.dog(0.5, init_step=("distance", 0.1), weight_decay=0.01),
+                     lambda: optax.contrib.dog(0.5, init_step=("distance", 0.1), weight_decay=0.01), 30, SCALAR_STATE),
+    "dog_learning_rate": (lambda: optim.dog(init_step=("learning_rate", 1e-3)),
+                          lambda: optax.contrib.dog(init_step=("learning_rate", 1e-3)), 30, SCALAR_STATE),
+    "cocob": (lambda: optim.cocob(), lambda: optax.contrib.cocob(), 30),
+    "cocob_options": (lambda: optim.cocob(0.5, alpha=10.0, weight_decay=0.01),
+                      lambda: optax.contrib.cocob(0.5, alpha=10.0, weight_decay=0.01), 30),
     "scale_by_sign": (*_then_descend(optim.scale_by_sign, optax.scale_by_sign), 30),
     "centralize": (*_then_descend(optim.centralize, optax.centralize), 30),
     "clip_by_block_rms": (*_then_descend(lambda: optim.clip_by_block_rms(0.5),

@@ -82,6 +82,11 @@ RULES = {
     "fromage": (optim.fromage, dict(learning_rate=0.01)),
     "noisy_sgd": (optim.noisy_sgd, dict(learning_rate=0.01, key=2)),
     "polyak_sgd": (_polyak_sgd_with_a_loss, dict(max_learning_rate=0.5, f_min=-1.0)),
+    "adopt": (optim.adopt, dict(learning_rate=0.01, nesterov=True)),
+    "ademamix": (optim.ademamix, dict(learning_rate=0.01, weight_decay=0.01)),
+    "prodigy": (optim.prodigy, dict(learning_rate=1.0, weight_decay=0.01)),
+    "dog": (optim.dog, dict(learning_rate=1.0, weight_decay=0.01)),
+    "cocob": (optim.cocob, dict(learning_rate=1.0)),
 }
 REGISTRY.update({name: (lambda fn=fn, kw=kw: fn(**kw)) for name, (fn, kw) in RULES.items()})
 # The rules that declare a scalar rule (their updates are a number times the gradients).

@@ -17,6 +17,8 @@ Example:
 """
 
 from ._alias import adadelta, adagrad, adam, adamax, adamw, amsgrad, lamb, lion, nadam, rmsprop, sgd
+from ._contrib import (ademamix, adopt, cocob, dog, prodigy, scale_by_ademamix, scale_by_adopt, scale_by_cocob,
+                       scale_by_dog)
 from ._base import (GradientTransformation, Optimizer, OptState, ScalarOrSchedule, Schedule, Updates,
                     apply_updates, chain, declare_scalar, map_leaves, named_chain, scalar_rule)
 from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
@@ -47,6 +49,8 @@ __all__ = [
     # named rules from optax
     "adabelief", "yogi", "novograd", "adan", "adamaxw", "lars", "sign_sgd", "signum",
     "optimistic_gradient_descent", "sm3", "fromage", "noisy_sgd", "polyak_sgd",
+    # named rules from optax.contrib
+    "adopt", "ademamix", "prodigy", "dog", "cocob",
     # named rules from torch.optim
     "radam", "nadamw", "rprop", "asgd",
     # building blocks
@@ -56,7 +60,8 @@ __all__ = [
     "scale_by_stddev", "scale_by_rss", "scale_by_adadelta", "scale_by_lion", "scale_by_radam", "scale_by_rprop",
     "scale_by_sign", "centralize", "clip_by_block_rms", "adaptive_grad_clip", "zero_nans",
     "keep_params_nonnegative", "ema", "apply_every", "add_noise", "scale_by_belief", "scale_by_yogi",
-    "scale_by_novograd", "scale_by_adan", "scale_by_sm3", "scale_by_optimistic_gradient",
+    "scale_by_novograd", "scale_by_adan", "scale_by_sm3", "scale_by_optimistic_gradient", "scale_by_adopt",
+    "scale_by_ademamix", "scale_by_dog", "scale_by_cocob",
     # wrappers
     "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
     # schedules
