@@ -76,6 +76,10 @@ def test_layer_norm_without_bias_has_only_a_scale():
         fl.LayerNorm().apply(params, x)
     with pytest.raises(TypeError, match=r"bias must be True or False"):
         fl.LayerNorm(bias="no")
+    with pytest.raises(ValueError, match=r"no features to normalise"):
+        layer.init(np.random.default_rng(0), (-1, 0))
+    with pytest.raises(ValueError, match=r"no features to normalise"):
+        layer.apply({"scale": np.ones(0)}, np.ones((2, 0)))
 
 
 def test_layer_norm_keeps_float32_and_does_not_touch_its_inputs():

@@ -104,11 +104,12 @@ def LayerNorm(*, eps: float = 1e-5, bias: bool = True) -> Layer:
     keys = ("scale", "offset") if bias else ("scale",)
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
-        params = _ones_and_zeros(_features(name, input_shape, 2), dtype)
+        params = _ones_and_zeros(_at_least_one(name, _features(name, input_shape, 2)), dtype)
         return params if bias else {"scale": params["scale"]}
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
         scale, offset = _affine(name, params, x, keys)
+        _at_least_one(name, x.shape[-1])
         x2 = x.reshape(-1, x.shape[-1])
         xhat, inv, y = _layer_normalize(x2, eps)
         np.multiply(xhat, scale, out=y)
@@ -126,6 +127,13 @@ def LayerNorm(*, eps: float = 1e-5, bias: bool = True) -> Layer:
         return y.reshape(x.shape), vjp
 
     return Layer(init, _checks.named(apply, name))
+
+
+def _at_least_one(name: str, features: int) -> int:
+    if features == 0:
+        raise ValueError(f"{name}: there are no features to normalise (the last axis has size 0). "
+                         "Give the layer an input with at least one feature.")
+    return features
 
 
 def _layer_normalize(x: Array, eps: float) -> tuple[Array, Array, Array]:
