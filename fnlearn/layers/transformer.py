@@ -48,7 +48,7 @@ def MLP(hidden: int, *, bias: bool = True, gelu_approximate: bool = False,
         ((3, 5, 2), (2, 8), (8, 2))
     """
     hidden = _positive_int("MLP", "hidden", hidden)
-    gelu = Gelu(approximate=bool(gelu_approximate))
+    gelu = Gelu(approximate=gelu_approximate)
     w_init = lecun_normal() if w_init is None else w_init
     out_init = lecun_normal() if out_init is None else out_init
     keys = ("w", "b") if bias else ("w",)
