@@ -253,6 +253,74 @@ def test_noisy_sgd_noise_has_optax_variance():
         assert abs(float(np.mean(u["w"]))) < 0.01
 
 
+@pytest.mark.parametrize("problem", SCALAR_STATE)
+@pytest.mark.parametrize("kwargs", [dict(learning_rate=0.1), dict(learning_rate=0.05, b1=0.8, b2=0.99, weight_decay=0.1,
+                                                              weight_lr_power=1.0)])
+def test_schedule_free_adamw_equals_optax(problem, kwargs):
+    compare(lambda: optim.schedule_free_adamw(**kwargs), lambda: optax.contrib.schedule_free_adamw(**kwargs),
+            problem, 30)
+
+
+def test_schedule_free_eval_params_and_warmup_equal_optax():
+    """With warmup, optax evaluates its warmup schedule in float32 (int32 counts): float32 tolerance."""
+    params, grad, _ = parabola()
+    ours, theirs = optim.schedule_free_adamw(0.1, warmup_steps=5), optax.contrib.schedule_free_adamw(0.1, warmup_steps=5)
+    state, their_state = ours.init(params), theirs.init(_to_jax(params))
+    for _ in range(12):
+        g = grad(params)
+        u, state = ours.update(g, state, params)
+        their_u, their_state = theirs.update(_to_jax(g), their_state, _to_jax(params))
+        _assert_close(u, _to_numpy(their_u), "schedule_free_adamw with warmup", float64_rtol=1e-6)
+        params = optim.apply_updates(params, u)
+    _assert_close(optim.schedule_free_eval_params(state, params),
+                  _to_numpy(optax.contrib.schedule_free_eval_params(their_state, _to_jax(params))),
+                  "schedule_free_eval_params", float64_rtol=1e-6)
+
+
+@pytest.mark.parametrize("problem", DEFAULT_PROBLEMS)
+@pytest.mark.parametrize("reset_state", [False, True])
+def test_lookahead_fast_params_equal_optax(problem, reset_state):
+    """optax's params are LookaheadParams(fast, slow); fnlearn's params are the fast ones and the slow
+    ones live in the state."""
+    params, grad, _ = PROBLEMS[problem]()
+    ours = optim.lookahead(optim.adam(0.05), sync_period=3, slow_step_size=0.5, reset_state=reset_state)
+    theirs = optax.lookahead(optax.adam(0.05), sync_period=3, slow_step_size=0.5, reset_state=reset_state)
+    state = ours.init(params)
+    their_params = optax.LookaheadParams.init_synced(_to_jax(params))
+    their_state = theirs.init(their_params)
+    for step in range(20):
+        u, state = ours.update(grad(params), state, params)
+        params = optim.apply_updates(params, u)
+        their_u, their_state = theirs.update(_to_jax(grad(_to_numpy(their_params.fast))), their_state, their_params)
+        their_params = optax.apply_updates(their_params, their_u)
+        # both run on their own, so float32 leaves drift apart by float32 roundings
+        _assert_close(params, _to_numpy(their_params.fast), f"lookahead fast params at step {step}",
+                      float64_rtol=1e-10, float32_rtol=1e-4)
+        _assert_close(state["slow"], _to_numpy(their_params.slow), f"lookahead slow params at step {step}",
+                      float64_rtol=1e-10, float32_rtol=1e-4)
+
+
+def test_reduce_on_plateau_equals_optax():
+    kwargs = dict(factor=0.5, patience=2, rtol=1e-3, atol=1e-4, cooldown=1, accumulation_size=2, min_scale=0.1)
+    ours, theirs = optim.reduce_on_plateau(**kwargs), optax.contrib.reduce_on_plateau(**kwargs)
+    g = {"w": np.array([1.0, -2.0])}
+    state, their_state = ours.init(g), theirs.init(_to_jax(g))
+    losses = [3.0, 2.0, 2.0, 2.0, 2.0, 1.999, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5] + [0.5] * 20
+    scales = []
+    for loss in losses:
+        u, state = ours.update(g, state, value=loss)
+        their_u, their_state = theirs.update(_to_jax(g), their_state, value=loss)
+        _assert_close(u, _to_numpy(their_u), f"reduce_on_plateau at loss {loss}")
+        scales.append(state["scale"])
+    assert min(scales) == 0.1 and len(set(scales)) > 2, "the schedule of scales was not exercised"
+
+
+@pytest.mark.parametrize("problem", SCALAR_STATE)
+def test_mechanize_equals_optax(problem):
+    compare(lambda: optim.mechanize(optim.adam(0.05)), lambda: optax.contrib.mechanize(optax.adam(0.05)),
+            problem, 30, free_rtol=1e-7)
+
+
 def test_zero_nans_replaces_nans_like_optax():
     grads = {"a": np.array([np.nan, 1.0, -2.0]), "b": np.array([[0.5, np.nan]], np.float32)}
     ours = optim.zero_nans()

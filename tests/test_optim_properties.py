@@ -47,6 +47,20 @@ def _polyak_sgd_with_a_loss(max_learning_rate=1.0, scaling=1.0, f_min=0.0, eps=0
     return optim.Optimizer(opt.init, lambda g, state, params=None: opt.update(g, state, params, value=1.0))
 
 
+def _reduce_on_plateau_with_a_loss(factor=0.1, patience=10):
+    """reduce_on_plateau's update needs the loss; a constant one, so the scale falls every patience steps."""
+    opt = optim.reduce_on_plateau(factor, patience)
+    return optim.Optimizer(opt.init, lambda g, state, params=None: opt.update(g, state, params, value=1.0))
+
+
+def _lookahead_adam(sync_period=2, slow_step_size=0.5):
+    return optim.lookahead(optim.adam(0.01), sync_period, slow_step_size)
+
+
+def _mechanize_sgd(weight_decay=1e-2):
+    return optim.mechanize(optim.sgd(0.1, momentum=0.5), weight_decay)
+
+
 # Rules and transforms as (constructor, keyword arguments), so that inject_hyperparams can rebuild them;
 # each also joins REGISTRY under its name.
 RULES = {
@@ -87,6 +101,10 @@ RULES = {
     "prodigy": (optim.prodigy, dict(learning_rate=1.0, weight_decay=0.01)),
     "dog": (optim.dog, dict(learning_rate=1.0, weight_decay=0.01)),
     "cocob": (optim.cocob, dict(learning_rate=1.0)),
+    "schedule_free_adamw": (optim.schedule_free_adamw, dict(learning_rate=0.01, warmup_steps=2, weight_decay=0.01)),
+    "reduce_on_plateau": (_reduce_on_plateau_with_a_loss, dict(factor=0.5, patience=1)),
+    "lookahead": (_lookahead_adam, dict(sync_period=2, slow_step_size=0.5)),
+    "mechanize": (_mechanize_sgd, dict(weight_decay=0.01)),
 }
 REGISTRY.update({name: (lambda fn=fn, kw=kw: fn(**kw)) for name, (fn, kw) in RULES.items()})
 # The rules that declare a scalar rule (their updates are a number times the gradients).

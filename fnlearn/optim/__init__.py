@@ -19,6 +19,8 @@ Example:
 from ._alias import adadelta, adagrad, adam, adamax, adamw, amsgrad, lamb, lion, nadam, rmsprop, sgd
 from ._contrib import (ademamix, adopt, cocob, dog, prodigy, scale_by_ademamix, scale_by_adopt, scale_by_cocob,
                        scale_by_dog)
+from ._contrib_wrappers import (lookahead, mechanize, reduce_on_plateau, schedule_free, schedule_free_adamw,
+                                schedule_free_eval_params)
 from ._base import (GradientTransformation, Optimizer, OptState, ScalarOrSchedule, Schedule, Updates,
                     apply_updates, chain, declare_scalar, map_leaves, named_chain, scalar_rule)
 from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
@@ -63,7 +65,8 @@ __all__ = [
     "scale_by_novograd", "scale_by_adan", "scale_by_sm3", "scale_by_optimistic_gradient", "scale_by_adopt",
     "scale_by_ademamix", "scale_by_dog", "scale_by_cocob",
     # wrappers
-    "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
+    "lookahead", "mechanize", "reduce_on_plateau", "schedule_free", "schedule_free_adamw",
+    "schedule_free_eval_params", "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
     # schedules
     "constant_schedule", "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "exponential_decay", "piecewise_constant_schedule", "join_schedules",

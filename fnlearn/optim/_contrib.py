@@ -303,9 +303,9 @@ def scale_by_cocob(alpha: float = 100.0, eps: float = 1e-8) -> Optimizer:
     state_keys = frozenset(keys)
 
     def init(params: Params) -> OptState:
-        return {"init_particles": _tree.tree_map(np.copy, params),
-                **_zeros(params, "cumulative_gradients", "subgradients", "reward"),
-                **_zeros(params, "scale", fill=eps)}
+        trees = {"init_particles": _tree.tree_map(np.copy, params), **_zeros(params, "scale", fill=eps),
+                 **_zeros(params, "cumulative_gradients", "subgradients", "reward")}
+        return {k: trees[k] for k in keys}
 
     def leaf(c: Any, p0: Any, cum: Any, big_l: Any, big_g: Any, reward: Any, p: Any) -> tuple[Any, ...]:
         big_l = np.maximum(big_l, np.abs(c))
