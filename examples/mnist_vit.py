@@ -63,7 +63,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, metavar="N", help=mlp.THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="print only the final results")
     args = p.parse_args(argv)
-    if args.batch_size < 1 or args.epochs < 1 or args.warmup < 0 or (args.limit is not None and args.limit < 1):
+    if (args.batch_size < 1 or args.epochs < 1 or args.warmup < 0
+            or (args.limit is not None and args.limit < 1)):
         p.error("--batch-size, --epochs and --limit must be positive and --warmup not negative")
     if 28 % args.patch_size or args.n_embd % args.n_head:
         p.error("--patch-size must divide 28 and --n-head must divide --n-embd")
@@ -137,7 +138,8 @@ def fit(model: fl.Layer, params: Any, data: dict[str, Any], args: argparse.Names
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         if bar is not None:
             bar.close()
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": time.perf_counter() - start}
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                  "seconds": time.perf_counter() - start}
         history.append(record)
         progress.print(f"epoch {epoch:>3}/{args.epochs}  train loss {record['train_loss']:.4f}  "
                        f"({record['seconds']:.1f} s)")

@@ -49,9 +49,11 @@ def vit(image_size: int, patch_size: int, num_classes: int, n_layer: int, n_head
     Params (a nested dict keyed by these names): ``"patch"`` ``{"w": (p * p * C, d), "b": (d,)}``,
     ``"cls"`` ``{"token": (d,)}``, ``"pos"`` ``{"embeddings": (N + 1, d)}`` with ``N = (H / p) ** 2``,
     ``"h_0"`` ... ``"h_{n_layer-1}"`` each a :func:`fnlearn.TransformerBlock` ``{"ln_1", "attn",
-    "ln_2", "mlp"}``, ``"ln_f"`` and ``"head"`` ``{"w": (d, num_classes), "b": (num_classes,)}``. Linear weights, the class token and the positions start normal with
-    standard deviation 0.02, biases at zero (timm's ViT); the patch projection LeCun normal. Initialise
-    with ``init(rng, (-1, image_size, image_size, channels))``.
+    "ln_2", "mlp"}``, ``"ln_f"`` and ``"head"`` ``{"w": (d, num_classes), "b": (num_classes,)}``
+    (and ``{}`` for the parameterless ``"select"`` and, with dropout, ``"drop"``). Linear weights,
+    the class token and the positions start normal with standard deviation 0.02, biases at zero
+    (timm's ViT); the patch projection LeCun normal. Initialise with ``init(rng, (-1, image_size,
+    image_size, channels))``.
 
     Example:
         >>> import numpy as np, fnlearn as fl
@@ -88,7 +90,8 @@ def vit(image_size: int, patch_size: int, num_classes: int, n_layer: int, n_head
     layers += [("select", SelectToken(0)), ("ln_f", LayerNorm()),
                ("head", Dense(num_classes, w_init=w_init))]
     body = serial(*(layer for _, layer in layers), names=[key for key, _ in layers])
-    name = f"vit({image_size}, {patch_size}, {num_classes}, n_layer={n_layer}, n_head={n_head}, n_embd={n_embd})"
+    name = (f"vit({image_size}, {patch_size}, {num_classes}, n_layer={n_layer}, n_head={n_head}, "
+            f"n_embd={n_embd})")
     images = (int(image_size), int(image_size), int(channels))
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
