@@ -3,7 +3,9 @@
 Examples (run from the repository root; the files are read from --data-dir, else $FNLEARN_DATA_DIR, else
 downloaded into ~/.cache/fnlearn/mnist):
 
-    python examples/mnist_rnn.py                          # LSTM(128) -> Dense(10), Adam 2e-3, batch 64
+    python examples/mnist_rnn.py                          # LSTM(128) -> Dense(10), Adam 2e-3 with cosine
+                                                          # decay over 8 epochs, batch 64
+    python examples/mnist_rnn.py --schedule constant      # Adam at a constant 2e-3
     python examples/mnist_rnn.py --cell gru --epochs 2    # a GRU instead
     python examples/mnist_rnn.py --torch                  # also train torch.nn.LSTM from the same init
                                                           # and batches, and print both epoch times
@@ -24,7 +26,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
@@ -57,8 +59,14 @@ def rows(images: np.ndarray) -> np.ndarray:
     return images.reshape(-1, ROWS, PIXELS).astype(np.float32) / 255.0
 
 
-def fnlearn_trainer(params: Any, learning_rate: float, cell: str = "lstm") -> Callable[..., float]:
-    """``step(x, y) -> loss``: one Adam step of :func:`rnn_model` from ``params`` (state kept inside)."""
+LearningRate = Union[float, Callable[[int], float]]
+
+
+def fnlearn_trainer(params: Any, learning_rate: LearningRate, cell: str = "lstm") -> Callable[..., float]:
+    """``step(x, y) -> loss``: one Adam step of :func:`rnn_model` from ``params`` (state kept inside).
+
+    ``learning_rate`` is a number or a schedule ``f(step)``, ``step`` counting from 0.
+    """
     hidden = params["0"]["w_hh"].shape[0]
     opt = fl.optim.adam(learning_rate)
     train_step = fl.train_step(rnn_model(hidden, cell).apply, fl.losses.softmax_cross_entropy, opt)
@@ -72,7 +80,7 @@ def fnlearn_trainer(params: Any, learning_rate: float, cell: str = "lstm") -> Ca
     return step
 
 
-def torch_twin(params: Any, learning_rate: float, cell: str = "lstm") -> Callable[..., float]:
+def torch_twin(params: Any, learning_rate: LearningRate, cell: str = "lstm") -> Callable[..., float]:
     """``step(x, y) -> loss``: the same model in PyTorch (``nn.LSTM`` + ``nn.Linear``), loaded with a copy
     of ``params`` (through :func:`fnlearn.interop.to_torch_rnn_state_dict`), trained with
     ``torch.optim.Adam``. Needs torch."""
@@ -96,10 +104,16 @@ def torch_twin(params: Any, learning_rate: float, cell: str = "lstm") -> Callabl
     state = {f"rnn.{k}": v for k, v in interop.to_torch_rnn_state_dict(params["0"]).items()}
     state.update({"head.weight": params["1"]["w"].T, "head.bias": params["1"]["b"]})
     net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})
-    opt = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    schedule = learning_rate if callable(learning_rate) else None
+    opt = torch.optim.Adam(net.parameters(), lr=schedule(0) if schedule else learning_rate)
     loss_fn = nn.CrossEntropyLoss()
+    count = [0]
 
     def step(x: np.ndarray, y: np.ndarray) -> float:
+        if schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = schedule(count[0])
+            count[0] += 1
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(net(torch.from_numpy(x)), torch.from_numpy(y))
         loss.backward()
@@ -114,9 +128,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cell", choices=sorted(CELLS), default="lstm", help="the recurrent layer")
     p.add_argument("--hidden", type=int, default=128, help="size of the recurrent state")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam's (initial) learning rate")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="the learning rate: cosine decay to 0 over all steps of the run, or constant")
     p.add_argument("--batch-size", type=int, default=64, help="examples per step")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training set")
+    p.add_argument("--epochs", type=int, default=8, help="passes over the training set")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held out from the training set")
     p.add_argument("--seed", type=int, default=0, help="seeds the split, the init and the shuffling")
     p.add_argument("--data-dir", default=None, help="directory with the MNIST files (unset: "
@@ -158,9 +174,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     (x_tr, y_tr), (x_va, y_va) = train_val_split(rows(x), y.astype(np.int64), args.val_fraction, rng=split_rng)
     model = rnn_model(args.hidden, args.cell)
     params = model.init(init_rng, (-1, ROWS, PIXELS))
-    steps = {"fnlearn": fnlearn_trainer(params, args.lr, args.cell)}
+    total = args.epochs * -(-len(x_tr) // args.batch_size)
+    lr = fl.optim.cosine_decay_schedule(args.lr, total) if args.schedule == "cosine" else args.lr
+    steps = {"fnlearn": fnlearn_trainer(params, lr, args.cell)}
     if args.torch:
-        steps["torch"] = torch_twin(params, args.lr, args.cell)
+        steps["torch"] = torch_twin(params, lr, args.cell)
     history = []
     for epoch in range(1, args.epochs + 1):
         record: dict[str, Any] = {"epoch": epoch}
