@@ -189,6 +189,13 @@ CASES = {
     # optax's own schedules evaluate in float32 at its int32 counts, even with x64: a schedule in Python
     "fromage_schedule": (lambda: optim.fromage(_falling), lambda: optax.fromage(_falling), 30, ("parabola", "nested")),
     "noisy_sgd_without_noise": (lambda: optim.noisy_sgd(1e-3, eta=0.0), lambda: optax.noisy_sgd(1e-3, eta=0.0, key=0), 30),
+    # adafactor scales its step by the parameters' RMS: it barely leaves Rosenbrock's [0, 0]
+    "adafactor": (lambda: optim.adafactor(5e-3), lambda: optax.adafactor(5e-3), 30, ("parabola", "nested")),
+    "adafactor_defaults": (lambda: optim.adafactor(), lambda: optax.adafactor(), 30, ("parabola", "nested")),
+    "adafactor_factored": (lambda: optim.adafactor(1e-2, min_dim_size_to_factor=2, weight_decay_rate=0.01,
+                                                   multiply_by_parameter_scale=False, clipping_threshold=None),
+                           lambda: optax.adafactor(1e-2, min_dim_size_to_factor=2, weight_decay_rate=0.01,
+                                                   multiply_by_parameter_scale=False, clipping_threshold=None), 30),
     # optax.contrib
     "adopt": (lambda: optim.adopt(1e-2), lambda: optax.contrib.adopt(1e-2), 30),
     "adopt_nesterov_unclipped": (lambda: optim.adopt(1e-2, nesterov=True, use_clipping=False),

@@ -105,6 +105,8 @@ RULES = {
     "reduce_on_plateau": (_reduce_on_plateau_with_a_loss, dict(factor=0.5, patience=1)),
     "lookahead": (_lookahead_adam, dict(sync_period=2, slow_step_size=0.5)),
     "mechanize": (_mechanize_sgd, dict(weight_decay=0.01)),
+    "adafactor": (optim.adafactor, dict(learning_rate=0.01, min_dim_size_to_factor=2, momentum=0.9,
+                                        weight_decay_rate=0.01)),
 }
 REGISTRY.update({name: (lambda fn=fn, kw=kw: fn(**kw)) for name, (fn, kw) in RULES.items()})
 # The rules that declare a scalar rule (their updates are a number times the gradients).

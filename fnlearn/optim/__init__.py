@@ -33,6 +33,7 @@ from ._schedules import (constant_schedule, cosine_decay_schedule, cosine_onecyc
 from ._transforms import (add_decayed_weights, clip, clip_by_global_norm, identity, scale, scale_by_learning_rate,
                           scale_by_schedule, scale_by_trust_ratio, set_to_zero, trace)
 from ._accumulating import add_noise, apply_every, ema
+from ._adafactor import adafactor, scale_by_factored_rms, scale_by_param_block_rms
 from ._alias_optax import (adabelief, adamaxw, adan, fromage, lars, noisy_sgd, novograd, optimistic_gradient_descent,
                            polyak_sgd, sign_sgd, signum, sm3, yogi)
 from ._shaping import (adaptive_grad_clip, centralize, clip_by_block_rms, keep_params_nonnegative, scale_by_sign,
@@ -49,7 +50,7 @@ __all__ = [
     # named rules
     "sgd", "adam", "adamw", "amsgrad", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "lamb",
     # named rules from optax
-    "adabelief", "yogi", "novograd", "adan", "adamaxw", "lars", "sign_sgd", "signum",
+    "adafactor", "adabelief", "yogi", "novograd", "adan", "adamaxw", "lars", "sign_sgd", "signum",
     "optimistic_gradient_descent", "sm3", "fromage", "noisy_sgd", "polyak_sgd",
     # named rules from optax.contrib
     "adopt", "ademamix", "prodigy", "dog", "cocob",
@@ -63,7 +64,7 @@ __all__ = [
     "scale_by_sign", "centralize", "clip_by_block_rms", "adaptive_grad_clip", "zero_nans",
     "keep_params_nonnegative", "ema", "apply_every", "add_noise", "scale_by_belief", "scale_by_yogi",
     "scale_by_novograd", "scale_by_adan", "scale_by_sm3", "scale_by_optimistic_gradient", "scale_by_adopt",
-    "scale_by_ademamix", "scale_by_dog", "scale_by_cocob",
+    "scale_by_ademamix", "scale_by_dog", "scale_by_cocob", "scale_by_factored_rms", "scale_by_param_block_rms",
     # wrappers
     "lookahead", "mechanize", "reduce_on_plateau", "schedule_free", "schedule_free_adamw",
     "schedule_free_eval_params", "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
