@@ -81,3 +81,11 @@ def test_temp_files_of_live_writers_other_hosts_and_other_targets_are_kept(tmp_p
     finally:
         live.kill()
         live.wait()
+
+
+def test_keys_holding_a_nul_character_round_trip(tmp_path):
+    # zip member names end at a NUL; found by hypothesis in test_checkpoint's round trip ({'\x00': ...})
+    tree = {"\x00": np.array(False), "a\x00b": {"w": np.ones(2, np.float32)}, "a\\x00b": np.zeros(1)}
+    checkpoint.save(tmp_path / "ckpt.npz", tree)
+    back = checkpoint.load(tmp_path / "ckpt.npz", like=tree)
+    assert list(back) == list(tree) and back["a\x00b"]["w"].dtype == np.float32

@@ -42,7 +42,8 @@ def encode(tree: Any) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise CheckpointError(f"fnlearn.checkpoint.save: two leaves share the path '{dup}' (a dict key "
-                              "contains '/'). Rename the key so that every path is unique.")
+                              "contains '/', or a NUL where another has '\\x00'). Rename the key so that "
+                              "every path is unique.")
     return node, arrays
 
 
@@ -77,7 +78,9 @@ def _encode_leaf(path: str, x: Any, arrays: list[tuple[str, np.ndarray]]) -> dic
         arr = np.asarray(x)
         arr = arr if arr.flags.c_contiguous else arr.copy(order="C")
         check_dtype(arr.dtype, f"fnlearn.checkpoint.save: the leaf at '{path or '<root>'}'")
-        key = path if path else ROOT_KEY
+        # zip member names end at a NUL byte (Python's zipfile cuts them there), so a key holding one
+        # is stored under an escaped member name; the manifest maps the leaf to it
+        key = path.replace("\x00", "\\x00") if path else ROOT_KEY
         if key == MANIFEST_KEY:
             raise CheckpointError(f"fnlearn.checkpoint.save: the path '{MANIFEST_KEY}' is reserved for "
                                   "the manifest. Rename that key.")
