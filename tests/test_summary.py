@@ -131,3 +131,13 @@ def test_every_registered_layer_has_a_repr_and_a_summary_that_agrees_with_apply(
         top = [r for r in s.rows if r.depth == 0]
         assert sum(r.params for r in top) == s.params
     check()
+
+
+def test_names_given_at_construction_name_the_torch_state_dict_entries():
+    from fnlearn import interop
+    model = fl.serial(("fc1", fl.Dense(4)), ("act", fl.Relu()), ("head", fl.serial(("out", fl.Dense(2)))))
+    params = model.init(np.random.default_rng(0), (-1, 3))
+    sd = interop.to_torch_linear_state_dict(params)
+    assert sorted(sd) == ["fc1.bias", "fc1.weight", "head.out.bias", "head.out.weight"]
+    back = interop.from_torch_linear_state_dict(sd, like=params)
+    np.testing.assert_array_equal(back["head"]["out"]["w"], params["head"]["out"]["w"])
