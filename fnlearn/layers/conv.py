@@ -88,6 +88,9 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
            b_init: Initializer = zeros) -> Layer:
     """A 2-D convolution (cross-correlation) over the height and width of NHWC inputs.
 
+    PyTorch's NCHW batches must be transposed first (``x.transpose(0, 2, 3, 1)``); a shape that does
+    not fit says how it was read as NHWC and, when it looks channels-first, how to convert it.
+
     Args:
         out_channels: the number of output channels.
         kernel_size: ``k`` or ``(kh, kw)``.
