@@ -38,6 +38,7 @@ from ._alias_optax import (adabelief, adamaxw, adan, fromage, lars, noisy_sgd, n
                            polyak_sgd, sign_sgd, signum, sm3, yogi)
 from ._shaping import (adaptive_grad_clip, centralize, clip_by_block_rms, keep_params_nonnegative, scale_by_sign,
                        zero_nans)
+from ._muon_sam import muon, normalize, orthogonalize_via_newton_schulz, sam, scale_by_muon
 from ._scale_by_optax import (scale_by_adan, scale_by_belief, scale_by_novograd, scale_by_optimistic_gradient,
                               scale_by_sm3, scale_by_yogi)
 from ._torch_rules import asgd, nadamw, radam, rprop, scale_by_radam, scale_by_rprop
@@ -53,7 +54,7 @@ __all__ = [
     "adafactor", "adabelief", "yogi", "novograd", "adan", "adamaxw", "lars", "sign_sgd", "signum",
     "optimistic_gradient_descent", "sm3", "fromage", "noisy_sgd", "polyak_sgd",
     # named rules from optax.contrib
-    "adopt", "ademamix", "prodigy", "dog", "cocob",
+    "adopt", "ademamix", "prodigy", "dog", "cocob", "muon", "sam",
     # named rules from torch.optim
     "radam", "nadamw", "rprop", "asgd",
     # building blocks
@@ -64,7 +65,8 @@ __all__ = [
     "scale_by_sign", "centralize", "clip_by_block_rms", "adaptive_grad_clip", "zero_nans",
     "keep_params_nonnegative", "ema", "apply_every", "add_noise", "scale_by_belief", "scale_by_yogi",
     "scale_by_novograd", "scale_by_adan", "scale_by_sm3", "scale_by_optimistic_gradient", "scale_by_adopt",
-    "scale_by_ademamix", "scale_by_dog", "scale_by_cocob", "scale_by_factored_rms", "scale_by_param_block_rms",
+    "scale_by_ademamix", "scale_by_dog", "scale_by_cocob", "scale_by_muon", "orthogonalize_via_newton_schulz",
+    "normalize", "scale_by_factored_rms", "scale_by_param_block_rms",
     # wrappers
     "lookahead", "mechanize", "reduce_on_plateau", "schedule_free", "schedule_free_adamw",
     "schedule_free_eval_params", "masked", "freeze", "partition", "MultiSteps", "inject_hyperparams", "apply_if_finite",
