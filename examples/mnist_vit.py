@@ -56,6 +56,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=300, help="linear warmup steps, then cosine decay to 0")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decay of the 2-D weights")
+    p.add_argument("--shift", type=int, default=0, metavar="S",
+                   help="augment: shift each training image by up to S pixels in each direction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use only N training images")
@@ -66,6 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if (args.batch_size < 1 or args.epochs < 1 or args.warmup < 0
             or (args.limit is not None and args.limit < 1)):
         p.error("--batch-size, --epochs and --limit must be positive and --warmup not negative")
+    if not 0 <= args.shift < 28:
+        p.error("--shift must be in [0, 28)")
     if 28 % args.patch_size or args.n_embd % args.n_head:
         p.error("--patch-size must divide 28 and --n-head must divide --n-embd")
     if args.threads is not None and args.threads < 1:
@@ -87,6 +91,17 @@ def _images(images: np.ndarray) -> np.ndarray:
     x *= np.float32(1.0 / (255.0 * STD))
     x -= np.float32(MEAN / STD)
     return x
+
+
+def shift_images(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Each image moved by its own random offset in ``[-max_shift, max_shift]`` along both axes; the
+    pixels moved in are background (one gather over the padded batch, no loop over images)."""
+    n, height, width, _ = x.shape
+    s = max_shift
+    padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)), constant_values=np.float32(-MEAN / STD))
+    rows = rng.integers(0, 2 * s + 1, size=(n, 1)) + np.arange(height)
+    cols = rng.integers(0, 2 * s + 1, size=(n, 1)) + np.arange(width)
+    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def build_model(args: argparse.Namespace) -> fl.Layer:
@@ -128,6 +143,8 @@ def fit(model: fl.Layer, params: Any, data: dict[str, Any], args: argparse.Names
         start, losses = time.perf_counter(), []
         bar = progress.bar(steps_per_epoch, f"epoch {epoch}/{args.epochs}")
         for xb, yb in batches(*data["train"], args.batch_size, rng=shuffle_rng):
+            if args.shift:
+                xb = shift_images(xb, args.shift, shuffle_rng)
             params, state, value = step(params, state, xb, yb, rng=dropout_rng)
             if not math.isfinite(value):
                 sys.exit(f"mnist_vit: the training loss became {value} in epoch {epoch}; lower --lr.")

@@ -7,6 +7,7 @@ entry "vit-tiny").
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import subprocess
@@ -194,7 +195,7 @@ def test_vit_bad_input():
 def test_mnist_vit_example_runs_a_few_steps(mnist_dir):
     result = subprocess.run([sys.executable, str(EXAMPLE), "--data-dir", str(mnist_dir), "--limit", "2000",
                              "--test-limit", "500", "--epochs", "2", "--batch-size", "50", "--lr", "5e-3",
-                             "--n-layer", "1", "--n-embd", "16", "--warmup", "5"],
+                             "--n-layer", "1", "--n-embd", "16", "--warmup", "5", "--shift", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -203,3 +204,19 @@ def test_mnist_vit_example_runs_a_few_steps(mnist_dir):
                          r"wall time [\d.]+ s", lines[-1])
     assert final, lines[-1]
     assert 15.0 < float(final[2]) <= 100.0    # 80 steps: better than chance (10%)
+
+
+def test_mnist_vit_shift_moves_each_image_by_its_own_offset():
+    spec = importlib.util.spec_from_file_location("mnist_vit_example", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    x = np.random.default_rng(8).standard_normal((6, 28, 28, 1)).astype(np.float32)
+    shifted = example.shift_images(x, 2, np.random.default_rng(9))
+    assert shifted.shape == x.shape and shifted.dtype == np.float32
+    background = np.float32(-example.MEAN / example.STD)
+    for image, moved in zip(x[..., 0], shifted[..., 0]):
+        padded = np.pad(image, 2, constant_values=background)
+        offsets = [(a, b) for a in range(5) for b in range(5)
+                   if np.array_equal(moved, padded[a:a + 28, b:b + 28])]
+        assert len(offsets) == 1
+    np.testing.assert_array_equal(example.shift_images(x, 0, np.random.default_rng(9)), x)
