@@ -95,7 +95,11 @@ def test_fnlearn_follows_nanogpt_step_by_step(shakespeare_dir, one_thread):
     assert theirs[0] == pytest.approx(math.log(corpus.vocab_size), abs=0.1)  # a fresh model: ~uniform
     assert abs(ours[0] - theirs[0]) < 1e-5                      # same init, same batch: round-off only
     worst = int(np.abs(ours - theirs).argmax())
-    assert abs(ours[worst] - theirs[worst]) < 2e-3, (worst, ours[worst], theirs[worst])
+    assert abs(ours[worst] - theirs[worst]) < 2e-3, (worst, ours[worst], theirs[worst])  # issue 14's bound
+    # Seen: at most 7e-7 in 300 steps (float32 round-off). Weight decay on every parameter instead of
+    # the 2-D ones only moves the losses by 1e-3 within these steps, under issue 14's bound; this one
+    # catches it.
+    assert abs(ours[worst] - theirs[worst]) < 1e-4, (worst, ours[worst], theirs[worst])
     assert theirs[-10:].mean() < theirs[0] - 1.0                # and both really trained
     for split in ("train", "val"):
         assert result["eval"]["fnlearn"][split] == pytest.approx(result["eval"]["nanoGPT"][split], abs=2e-3)
