@@ -138,6 +138,14 @@ def compare(ours_factory, theirs_factory, problem, steps, *, extra=None, free_rt
                   float64_rtol=free_rtol, float32_rtol=1e-3)
 
 
+STEPS = 20
+
+
+def _jitted(transform):
+    """optax's update compiled once: muon and reduce_on_plateau are slow eagerly (tracing per call)."""
+    return optax.GradientTransformationExtraArgs(transform.init, jax.jit(transform.update))
+
+
 def _then_descend(transform, their_transform, lr=1e-3):
     """A transform alone may ascend; compared as ``chain(transform, scale(-lr))``."""
     return (lambda: optim.chain(transform(), optim.scale(-lr)),
@@ -154,93 +162,94 @@ def _slow(count):
 
 # id -> (our factory, optax's factory, number of steps[, the problems if not all])
 CASES = {
-    "adam_nesterov": (lambda: optim.adam(0.1, nesterov=True), lambda: optax.adam(0.1, nesterov=True), 30),
-    "adamw": (lambda: optim.adamw(0.1, weight_decay=1e-4), lambda: optax.adamw(0.1), 30),
-    "adamax": (lambda: optim.adamax(0.1), lambda: optax.adamax(0.1), 30),
+    "adam_nesterov": (lambda: optim.adam(0.1, nesterov=True), lambda: optax.adam(0.1, nesterov=True), STEPS),
+    "adamw": (lambda: optim.adamw(0.1, weight_decay=1e-4), lambda: optax.adamw(0.1), STEPS),
+    "adamax": (lambda: optim.adamax(0.1), lambda: optax.adamax(0.1), STEPS),
     "rmsprop_optax_defaults": (lambda: optim.rmsprop(5e-3, decay=0.9, eps_in_sqrt=True),
-                               lambda: optax.rmsprop(5e-3), 30),
+                               lambda: optax.rmsprop(5e-3), STEPS),
     "rmsprop_momentum": (lambda: optim.rmsprop(5e-3, decay=0.9, eps_in_sqrt=True, momentum=0.9),
-                         lambda: optax.rmsprop(5e-3, momentum=0.9), 30),
+                         lambda: optax.rmsprop(5e-3, momentum=0.9), STEPS),
     "rmsprop_centered": (lambda: optim.rmsprop(5e-3, decay=0.9, eps_in_sqrt=False, centered=True),
-                         lambda: optax.rmsprop(5e-3, centered=True, eps_in_sqrt=False), 30),
-    "adadelta": (lambda: optim.adadelta(0.1), lambda: optax.adadelta(0.1), 30),
-    "lion": (lambda: optim.lion(1e-2, weight_decay=1e-4), lambda: optax.lion(1e-2, weight_decay=1e-4), 30),
-    "lamb": (lambda: optim.lamb(1e-3), lambda: optax.lamb(1e-3), 30),
-    "sgd_momentum": (lambda: optim.sgd(1e-3, momentum=0.9), lambda: optax.sgd(1e-3, momentum=0.9), 30),
+                         lambda: optax.rmsprop(5e-3, centered=True, eps_in_sqrt=False), STEPS),
+    "adadelta": (lambda: optim.adadelta(0.1), lambda: optax.adadelta(0.1), STEPS),
+    "lion": (lambda: optim.lion(1e-2, weight_decay=1e-4), lambda: optax.lion(1e-2, weight_decay=1e-4), STEPS),
+    "lamb": (lambda: optim.lamb(1e-3), lambda: optax.lamb(1e-3), STEPS),
+    "sgd_momentum": (lambda: optim.sgd(1e-3, momentum=0.9), lambda: optax.sgd(1e-3, momentum=0.9), STEPS),
     # the rules issue 16 added, with the hyperparameters of optax's alias_test (defaults otherwise)
-    "adabelief": (lambda: optim.adabelief(1e-2), lambda: optax.adabelief(1e-2), 30),
-    "adabelief_nesterov": (lambda: optim.adabelief(1e-2, nesterov=True), lambda: optax.adabelief(1e-2, nesterov=True), 30),
-    "yogi": (lambda: optim.yogi(1e-1), lambda: optax.yogi(1e-1), 30),
-    "novograd": (lambda: optim.novograd(1e-3), lambda: optax.novograd(1e-3), 30),
+    "adabelief": (lambda: optim.adabelief(1e-2), lambda: optax.adabelief(1e-2), STEPS),
+    "adabelief_nesterov": (lambda: optim.adabelief(1e-2, nesterov=True), lambda: optax.adabelief(1e-2, nesterov=True), STEPS),
+    "yogi": (lambda: optim.yogi(1e-1), lambda: optax.yogi(1e-1), STEPS),
+    "novograd": (lambda: optim.novograd(1e-3), lambda: optax.novograd(1e-3), STEPS),
     "novograd_decay": (lambda: optim.novograd(1e-2, b1=0.8, b2=0.5, weight_decay=0.1),
-                       lambda: optax.novograd(1e-2, b1=0.8, b2=0.5, weight_decay=0.1), 30),
-    "adan": (lambda: optim.adan(1e-1), lambda: optax.adan(1e-1), 30),
-    "adan_decay": (lambda: optim.adan(1e-2, weight_decay=0.1), lambda: optax.adan(1e-2, weight_decay=0.1), 30),
-    "adamaxw": (lambda: optim.adamaxw(1e-1), lambda: optax.adamaxw(1e-1), 30),
-    "lars": (lambda: optim.lars(1.0), lambda: optax.lars(1.0), 30),
+                       lambda: optax.novograd(1e-2, b1=0.8, b2=0.5, weight_decay=0.1), STEPS),
+    "adan": (lambda: optim.adan(1e-1), lambda: optax.adan(1e-1), STEPS),
+    "adan_decay": (lambda: optim.adan(1e-2, weight_decay=0.1), lambda: optax.adan(1e-2, weight_decay=0.1), STEPS),
+    "adamaxw": (lambda: optim.adamaxw(1e-1), lambda: optax.adamaxw(1e-1), STEPS),
+    "lars": (lambda: optim.lars(1.0), lambda: optax.lars(1.0), STEPS),
     "lars_options": (lambda: optim.lars(0.5, weight_decay=0.1, trust_coefficient=0.01, eps=1e-3, nesterov=True),
-                     lambda: optax.lars(0.5, weight_decay=0.1, trust_coefficient=0.01, eps=1e-3, nesterov=True), 30),
-    "sign_sgd": (lambda: optim.sign_sgd(1e-1), lambda: optax.sign_sgd(1e-1), 30),
-    "signum": (lambda: optim.signum(1e-2), lambda: optax.signum(1e-2), 30),
+                     lambda: optax.lars(0.5, weight_decay=0.1, trust_coefficient=0.01, eps=1e-3, nesterov=True), STEPS),
+    "sign_sgd": (lambda: optim.sign_sgd(1e-1), lambda: optax.sign_sgd(1e-1), STEPS),
+    "signum": (lambda: optim.signum(1e-2), lambda: optax.signum(1e-2), STEPS),
     "optimistic_gradient_descent": (lambda: optim.optimistic_gradient_descent(2e-3, alpha=0.7, beta=0.1),
-                                    lambda: optax.optimistic_gradient_descent(2e-3, alpha=0.7, beta=0.1), 30),
-    "sm3": (lambda: optim.sm3(1.0), lambda: optax.sm3(1.0), 30, ("parabola", "rosenbrock", "nested_without_0d")),
-    "fromage": (lambda: optim.fromage(5e-3), lambda: optax.fromage(5e-3), 30, ("parabola", "nested")),
+                                    lambda: optax.optimistic_gradient_descent(2e-3, alpha=0.7, beta=0.1), STEPS),
+    "sm3": (lambda: optim.sm3(1.0), lambda: optax.sm3(1.0), STEPS, ("parabola", "rosenbrock", "nested_without_0d")),
+    "fromage": (lambda: optim.fromage(5e-3), lambda: optax.fromage(5e-3), STEPS, ("parabola", "nested")),
     # optax's own schedules evaluate in float32 at its int32 counts, even with x64: a schedule in Python
-    "fromage_schedule": (lambda: optim.fromage(_falling), lambda: optax.fromage(_falling), 30, ("parabola", "nested")),
-    "noisy_sgd_without_noise": (lambda: optim.noisy_sgd(1e-3, eta=0.0), lambda: optax.noisy_sgd(1e-3, eta=0.0, key=0), 30),
+    "fromage_schedule": (lambda: optim.fromage(_falling), lambda: optax.fromage(_falling), STEPS, ("parabola", "nested")),
+    "noisy_sgd_without_noise": (lambda: optim.noisy_sgd(1e-3, eta=0.0), lambda: optax.noisy_sgd(1e-3, eta=0.0, key=0), STEPS),
     # adafactor scales its step by the parameters' RMS: it barely leaves Rosenbrock's [0, 0]
-    "adafactor": (lambda: optim.adafactor(5e-3), lambda: optax.adafactor(5e-3), 30, ("parabola", "nested")),
-    "adafactor_defaults": (lambda: optim.adafactor(), lambda: optax.adafactor(), 30, ("parabola", "nested")),
+    "adafactor": (lambda: optim.adafactor(5e-3), lambda: optax.adafactor(5e-3), STEPS, ("parabola", "nested")),
+    "adafactor_defaults": (lambda: optim.adafactor(), lambda: optax.adafactor(), STEPS, ("parabola", "nested")),
     "adafactor_factored": (lambda: optim.adafactor(1e-2, min_dim_size_to_factor=2, weight_decay_rate=0.01,
                                                    multiply_by_parameter_scale=False, clipping_threshold=None),
                            lambda: optax.adafactor(1e-2, min_dim_size_to_factor=2, weight_decay_rate=0.01,
-                                                   multiply_by_parameter_scale=False, clipping_threshold=None), 30),
+                                                   multiply_by_parameter_scale=False, clipping_threshold=None), STEPS),
     # optax.contrib
-    "adopt": (lambda: optim.adopt(1e-2), lambda: optax.contrib.adopt(1e-2), 30),
+    "adopt": (lambda: optim.adopt(1e-2), lambda: optax.contrib.adopt(1e-2), STEPS),
     "adopt_nesterov_unclipped": (lambda: optim.adopt(1e-2, nesterov=True, use_clipping=False),
-                                 lambda: optax.contrib.adopt(1e-2, nesterov=True, use_clipping=False), 30),
-    "ademamix": (lambda: optim.ademamix(1e-2), lambda: optax.contrib.ademamix(1e-2), 30),
+                                 lambda: optax.contrib.adopt(1e-2, nesterov=True, use_clipping=False), STEPS),
+    "ademamix": (lambda: optim.ademamix(1e-2), lambda: optax.contrib.ademamix(1e-2), STEPS),
     "ademamix_schedules": (lambda: optim.ademamix(1e-2, b3=_slow, alpha=_falling, weight_decay=0.1),
-                           lambda: optax.contrib.ademamix(1e-2, b3=_slow, alpha=_falling, weight_decay=0.1), 30),
-    "prodigy": (lambda: optim.prodigy(), lambda: optax.contrib.prodigy(), 30, SCALAR_STATE),
+                           lambda: optax.contrib.ademamix(1e-2, b3=_slow, alpha=_falling, weight_decay=0.1), STEPS),
+    "prodigy": (lambda: optim.prodigy(), lambda: optax.contrib.prodigy(), STEPS, SCALAR_STATE),
     "prodigy_options": (lambda: optim.prodigy(0.5, betas=(0.8, 0.99), weight_decay=0.1, safeguard_warmup=True,
                                               estim_lr0=1e-3),
                         lambda: optax.contrib.prodigy(0.5, betas=(0.8, 0.99), weight_decay=0.1,
-                                                      safeguard_warmup=True, estim_lr0=1e-3), 30, SCALAR_STATE),
-    "dog": (lambda: optim.dog(), lambda: optax.contrib.dog(), 30, SCALAR_STATE),
+                                                      safeguard_warmup=True, estim_lr0=1e-3), STEPS, SCALAR_STATE),
+    "dog": (lambda: optim.dog(), lambda: optax.contrib.dog(), 2 * STEPS, SCALAR_STATE),  # starts slowly
     "dog_distance": (lambda: optim.dog(0.5, init_step=("distance", 0.1), weight_decay=0.01),
-                     lambda: optax.contrib.dog(0.5, init_step=("distance", 0.1), weight_decay=0.01), 30, SCALAR_STATE),
+                     lambda: optax.contrib.dog(0.5, init_step=("distance", 0.1), weight_decay=0.01), STEPS, SCALAR_STATE),
     "dog_learning_rate": (lambda: optim.dog(init_step=("learning_rate", 1e-3)),
-                          lambda: optax.contrib.dog(init_step=("learning_rate", 1e-3)), 30, SCALAR_STATE),
-    "cocob": (lambda: optim.cocob(), lambda: optax.contrib.cocob(), 30),
+                          lambda: optax.contrib.dog(init_step=("learning_rate", 1e-3)), STEPS, SCALAR_STATE),
+    "cocob": (lambda: optim.cocob(), lambda: optax.contrib.cocob(), STEPS),
     "cocob_options": (lambda: optim.cocob(0.5, alpha=10.0, weight_decay=0.01),
-                      lambda: optax.contrib.cocob(0.5, alpha=10.0, weight_decay=0.01), 30),
-    "muon": (lambda: optim.muon(1e-2), lambda: optax.contrib.muon(1e-2), 30),
+                      lambda: optax.contrib.cocob(0.5, alpha=10.0, weight_decay=0.01), STEPS),
+    "muon": (lambda: optim.muon(1e-2), lambda: _jitted(optax.contrib.muon(1e-2)), STEPS),
     "muon_options": (lambda: optim.muon(1e-2, ns_coeffs="dion", beta=0.9, weight_decay=0.1, nesterov=False,
                                         adaptive=True, preconditioning="spectral", adam_learning_rate=3e-3,
                                         adam_weight_decay=0.01, consistent_rms=0.2),
-                     lambda: optax.contrib.muon(1e-2, ns_coeffs="dion", beta=0.9, weight_decay=0.1, nesterov=False,
-                                                adaptive=True, preconditioning="spectral", adam_learning_rate=3e-3,
-                                                adam_weight_decay=0.01, consistent_rms=0.2), 30),
+                     lambda: _jitted(optax.contrib.muon(1e-2, ns_coeffs="dion", beta=0.9, weight_decay=0.1,
+                                                        nesterov=False, adaptive=True, preconditioning="spectral",
+                                                        adam_learning_rate=3e-3, adam_weight_decay=0.01,
+                                                        consistent_rms=0.2)), STEPS),
     "sam": (lambda: optim.sam(optim.sgd(1e-3), optim.chain(optim.normalize(), optim.sgd(0.05))),
-            lambda: optax.contrib.sam(optax.sgd(1e-3), optax.chain(optax.contrib.normalize(), optax.sgd(0.05))), 30,
+            lambda: optax.contrib.sam(optax.sgd(1e-3), optax.chain(optax.contrib.normalize(), optax.sgd(0.05))), STEPS,
             SCALAR_STATE),  # optax's normalize divides float32 leaves by a float64 norm: float64 updates
     "sam_adam_period_3": (lambda: optim.sam(optim.adam(0.05), optim.sgd(1e-3), sync_period=3, reset_state=False),
                           lambda: optax.contrib.sam(optax.adam(0.05), optax.sgd(1e-3), sync_period=3,
-                                                    reset_state=False), 30),
-    "scale_by_sign": (*_then_descend(optim.scale_by_sign, optax.scale_by_sign), 30),
-    "centralize": (*_then_descend(optim.centralize, optax.centralize), 30),
+                                                    reset_state=False), STEPS),
+    "scale_by_sign": (*_then_descend(optim.scale_by_sign, optax.scale_by_sign), STEPS),
+    "centralize": (*_then_descend(optim.centralize, optax.centralize), STEPS),
     "clip_by_block_rms": (*_then_descend(lambda: optim.clip_by_block_rms(0.5),
-                                         lambda: optax.clip_by_block_rms(0.5)), 30),
+                                         lambda: optax.clip_by_block_rms(0.5)), STEPS),
     "adaptive_grad_clip": (*_then_descend(lambda: optim.adaptive_grad_clip(0.1, eps=0.1),  # moves <= 10%
-                                          lambda: optax.adaptive_grad_clip(0.1, eps=0.1), lr=1.0), 30),
+                                          lambda: optax.adaptive_grad_clip(0.1, eps=0.1), lr=1.0), STEPS),
     "zero_nans": (*_then_descend(optim.zero_nans, optax.zero_nans), 10),
     "keep_params_nonnegative": (lambda: optim.chain(optim.sgd(0.2), optim.keep_params_nonnegative()),
-                                lambda: optax.chain(optax.sgd(0.2), optax.keep_params_nonnegative()), 30),
-    "ema": (*_then_descend(lambda: optim.ema(0.9), lambda: optax.ema(0.9)), 30),
-    "ema_biased": (*_then_descend(lambda: optim.ema(0.8, debias=False), lambda: optax.ema(0.8, debias=False)), 30),
-    "apply_every": (*_then_descend(lambda: optim.apply_every(3), lambda: optax.apply_every(3)), 30),
+                                lambda: optax.chain(optax.sgd(0.2), optax.keep_params_nonnegative()), STEPS),
+    "ema": (*_then_descend(lambda: optim.ema(0.9), lambda: optax.ema(0.9)), STEPS),
+    "ema_biased": (*_then_descend(lambda: optim.ema(0.8, debias=False), lambda: optax.ema(0.8, debias=False)), STEPS),
+    "apply_every": (*_then_descend(lambda: optim.apply_every(3), lambda: optax.apply_every(3)), STEPS),
 }
 
 
@@ -257,7 +266,7 @@ def test_equals_optax(name, problem):
 def test_polyak_sgd_equals_optax(problem, variant):
     """sps+ clips the gap at 0 (f_min above the minimum stops it); sps with f_min below the minimum."""
     kwargs = dict(max_learning_rate=0.3, scaling=0.5, f_min=0.1 if variant == "sps+" else -1.0, variant=variant)
-    compare(lambda: optim.polyak_sgd(**kwargs), lambda: optax.polyak_sgd(**kwargs), problem, 30,
+    compare(lambda: optim.polyak_sgd(**kwargs), lambda: optax.polyak_sgd(**kwargs), problem, STEPS,
             extra=lambda params, value: {"value": value(params)}, cast_theirs=True,  # optax: float32 -> float64
             free_rtol=1e-6)  # optax sums the float32 leaves' squares in float64, fnlearn in float32
 
@@ -278,7 +287,7 @@ def test_noisy_sgd_noise_has_optax_variance():
                                                               weight_lr_power=1.0)])
 def test_schedule_free_adamw_equals_optax(problem, kwargs):
     compare(lambda: optim.schedule_free_adamw(**kwargs), lambda: optax.contrib.schedule_free_adamw(**kwargs),
-            problem, 30)
+            problem, STEPS)
 
 
 def test_schedule_free_eval_params_and_warmup_equal_optax():
@@ -322,7 +331,7 @@ def test_lookahead_fast_params_equal_optax(problem, reset_state):
 
 def test_reduce_on_plateau_equals_optax():
     kwargs = dict(factor=0.5, patience=2, rtol=1e-3, atol=1e-4, cooldown=1, accumulation_size=2, min_scale=0.1)
-    ours, theirs = optim.reduce_on_plateau(**kwargs), optax.contrib.reduce_on_plateau(**kwargs)
+    ours, theirs = optim.reduce_on_plateau(**kwargs), _jitted(optax.contrib.reduce_on_plateau(**kwargs))
     g = {"w": np.array([1.0, -2.0])}
     state, their_state = ours.init(g), theirs.init(_to_jax(g))
     losses = [3.0, 2.0, 2.0, 2.0, 2.0, 1.999, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5] + [0.5] * 20
@@ -338,7 +347,7 @@ def test_reduce_on_plateau_equals_optax():
 @pytest.mark.parametrize("problem", SCALAR_STATE)
 def test_mechanize_equals_optax(problem):
     compare(lambda: optim.mechanize(optim.adam(0.05)), lambda: optax.contrib.mechanize(optax.adam(0.05)),
-            problem, 30, free_rtol=1e-7)
+            problem, 2 * STEPS, free_rtol=1e-7)  # its learned scale starts at 1e-6
 
 
 def test_zero_nans_replaces_nans_like_optax():

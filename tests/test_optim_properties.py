@@ -57,6 +57,10 @@ def _lookahead_adam(sync_period=2, slow_step_size=0.5):
     return optim.lookahead(optim.adam(0.01), sync_period, slow_step_size)
 
 
+def _sam_sgd(sync_period=2):
+    return optim.sam(optim.sgd(0.1), optim.chain(optim.normalize(), optim.sgd(0.05)), sync_period)
+
+
 def _mechanize_sgd(weight_decay=1e-2):
     return optim.mechanize(optim.sgd(0.1, momentum=0.5), weight_decay)
 
@@ -107,6 +111,9 @@ RULES = {
     "mechanize": (_mechanize_sgd, dict(weight_decay=0.01)),
     "adafactor": (optim.adafactor, dict(learning_rate=0.01, min_dim_size_to_factor=2, momentum=0.9,
                                         weight_decay_rate=0.01)),
+    "muon": (optim.muon, dict(learning_rate=0.01, weight_decay=0.01, adaptive=True)),
+    "sam": (_sam_sgd, dict(sync_period=2)),
+    "normalize": (optim.normalize, dict()),
 }
 REGISTRY.update({name: (lambda fn=fn, kw=kw: fn(**kw)) for name, (fn, kw) in RULES.items()})
 # The rules that declare a scalar rule (their updates are a number times the gradients).
