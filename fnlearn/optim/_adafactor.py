@@ -108,7 +108,8 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8, step_o
             return _Leaf(u, new_row, new_col, v)
 
         out = _tree.tree_map(leaf, grads, state["v_row"], state["v_col"], state["v"], params)
-        pick = {k: _tree.tree_map(lambda g, o, k=k: getattr(o, k), grads, out) for k in ("update", "v_row", "v_col", "v")}
+        pick = {k: _tree.tree_map(lambda g, o, k=k: getattr(o, k), grads, out)
+                for k in ("update", "v_row", "v_col", "v")}
         return pick["update"], {"count": count + 1, "v_row": pick["v_row"], "v_col": pick["v_col"], "v": pick["v"]}
 
     return Optimizer(init, update)

@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_learning_rate, check_state, declare_scalar,
-                    map_leaves, named_chain, resolve)
+from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_learning_rate, check_state,
+                    declare_scalar, map_leaves, named_chain, resolve)
 from ._scale_by import (scale_by_adadelta, scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_lion,
                         scale_by_nadam, scale_by_rms, scale_by_rss, scale_by_stddev)
 from ._transforms import add_decayed_weights, scale_by_learning_rate, scale_by_trust_ratio, trace

@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import tree as _tree
 from .._types import Params
-from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_learning_rate, check_state, declare_scalar,
-                    map_leaves, moment_transform, resolve)
+from ._base import (Optimizer, OptState, ScalarOrSchedule, Updates, check_hyper, check_learning_rate, check_state,
+                    declare_scalar, map_leaves, moment_transform, resolve)
 
 __all__ = ["identity", "set_to_zero", "scale", "scale_by_learning_rate", "scale_by_schedule", "trace",
            "add_decayed_weights", "clip", "clip_by_global_norm", "scale_by_trust_ratio"]
