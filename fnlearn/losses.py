@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -182,6 +183,14 @@ def _probability_rows(name: str, logits: Array, labels: Any) -> Array:
     return _float_target(name, logits, labels, "labels")
 
 
+@lru_cache(maxsize=16)
+def _positions(n: int) -> Array:
+    """A read-only ``arange(n)``, cached: the MNIST step asks for the same one every batch."""
+    positions = np.arange(n)
+    positions.flags.writeable = False
+    return positions
+
+
 def _label_positions(name: str, labels: Array, shape: tuple[int, ...],
                      ignore_index: int) -> tuple[Array, Array | None]:
     """``(flat, ignored)``: the positions ``label * n + i`` in a (classes, n) array, and a bool mask
@@ -191,8 +200,8 @@ def _label_positions(name: str, labels: Array, shape: tuple[int, ...],
         raise ValueError(f"{name}: integer labels must have shape {layout} = {shape[:-1]}, got "
                          f"{labels.shape}. For class probabilities pass float labels shaped like the "
                          f"logits {shape}.")
-    classes, ids = shape[-1], labels.reshape(-1)
-    dims, positions = (classes, ids.size), np.arange(ids.size)
+    classes, ids = shape[-1], (labels if labels.ndim == 1 else labels.reshape(-1))
+    dims, positions = (classes, ids.size), _positions(ids.size)
     ignored = ids == ignore_index if 0 <= ignore_index < classes else None
     try:
         flat = np.ravel_multi_index((ids, positions), dims)
