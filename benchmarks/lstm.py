@@ -112,8 +112,8 @@ def main(argv=None) -> dict:
 
     for step in contestants.values():  # warm-up
         step(x[:args.batch_size], y[:args.batch_size])
+    machine = machine_info()  # the load average before timing
     times = interleaved({name: block(step) for name, step in contestants.items()}, args.rounds)
-    machine = machine_info()
     print(f"row-MNIST LSTM({HIDDEN}) + Dense({CLASSES}) training step, batch {args.batch_size}, T {STEPS}, "
           f"F {FEATURES}, float32, Adam; median of {args.rounds} interleaved rounds of {args.steps} steps; "
           f"clock: {args.clock}; malloc: {args.malloc}")
