@@ -51,6 +51,15 @@ def test_exponential_decay_end_value_bounds_every_count_like_optax():
     assert [s(c) for c in range(4)] == [1.0, 2.0, 3.0, 3.0]
 
 
+def test_a_growing_exponential_decay_is_capped_even_past_the_float_range():
+    s = optim.exponential_decay(0.1, transition_steps=3, decay_rate=1.5, end_value=0.5)
+    assert s(100_000) == 0.5
+    unbounded = optim.sgd(optim.exponential_decay(0.1, transition_steps=3, decay_rate=1.5))
+    state = {"count": 100_000}
+    with pytest.raises(ValueError, match="returned inf at step count 100000"):
+        unbounded.update({"w": np.ones(1)}, state)
+
+
 @pytest.mark.parametrize("make, why", [
     (lambda: optim.exponential_decay(0.3, transition_steps=0, decay_rate=0.5), "transition_steps=0"),
     (lambda: optim.exponential_decay(0.3, transition_steps=-2, decay_rate=0.5), "transition_steps=-2"),

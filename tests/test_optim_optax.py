@@ -361,7 +361,7 @@ def test_zero_nans_replaces_nans_like_optax():
 
 
 # ---- schedules: (ours, optax's, the counts) ---------------------------------------------------------
-COUNTS = list(range(0, 25)) + [30, 50, 99, 100, 101, 150, 1000]
+COUNTS = list(range(0, 25)) + [30, 50, 99, 100, 101, 150, 500, 1000, 2500, 5500]
 SCHEDULES = {
     "exponential_decay_end_value_before_begin": (
         lambda m: m.exponential_decay(1.0, transition_steps=1, decay_rate=1.0, transition_begin=3, end_value=0.1)),
@@ -388,6 +388,28 @@ SCHEDULES = {
                                         dict(init_value=0.1, peak_value=0.5, warmup_steps=0, decay_steps=8,
                                              end_value=0.05)])),
     "warmup_cosine_decay": (lambda m: m.warmup_cosine_decay_schedule(0.0, 1.0, 5, 50, end_value=0.01)),
+    # the configurations of optax's own schedule tests
+    "optax_exponential_decay_end_value": (
+        lambda m: m.exponential_decay(1.0, transition_steps=2, decay_rate=0.2, transition_begin=3, end_value=0.1)),
+    "optax_exponential_decay_end_value_staircase": (
+        lambda m: m.exponential_decay(1.0, transition_steps=2, decay_rate=2.0, transition_begin=3, staircase=True,
+                                      end_value=3.0)),
+    "optax_polynomial": (lambda m: m.polynomial_schedule(25.0, 10.0, power=2, transition_steps=10)),
+    "optax_piecewise_interpolate_linear": (
+        lambda m: m.piecewise_interpolate_schedule("linear", 200.0, {5: 1.5, 10: 0.25})),
+    "optax_piecewise_interpolate_cosine": (
+        lambda m: m.piecewise_interpolate_schedule("cosine", 400.0, {5: 1.2, 3: 0.6, 7: 1.0})),
+    "optax_piecewise_interpolate_empty": (lambda m: m.piecewise_interpolate_schedule("linear", 13.0, {})),
+    "optax_piecewise_interpolate_none": (lambda m: m.piecewise_interpolate_schedule("cosine", 17.0)),
+    "optax_piecewise_interpolate_zero_interval": (
+        lambda m: m.piecewise_interpolate_schedule("linear", 13.0, {0: 2.0, 5: 3.0})),
+    "optax_linear_onecycle": (lambda m: m.linear_onecycle_schedule(10, 1000.0, pct_start=0.3, pct_final=0.7,
+                                                                   div_factor=10.0, final_div_factor=100.0)),
+    "optax_cosine_onecycle": (lambda m: m.cosine_onecycle_schedule(5, 1000.0, pct_start=0.4, div_factor=10.0,
+                                                                   final_div_factor=100.0)),
+    "optax_sgdr": (lambda m: m.sgdr_schedule([dict(decay_steps=steps, peak_value=lr, init_value=0.0, end_value=0.0,
+                                                   warmup_steps=500)
+                                              for steps, lr in ((2000, 1.6), (3000, 0.8), (5000, 0.4))])),
 }
 
 

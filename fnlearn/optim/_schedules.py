@@ -159,7 +159,10 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
 
     def schedule(count: int) -> float:
         s = count - begin
-        value = init if s <= 0 else init * rate ** (s // steps if staircase else s / steps)
+        try:
+            value = init if s <= 0 else init * rate ** (s // steps if staircase else s / steps)
+        except OverflowError:  # a growing schedule past the float range: inf, as in optax
+            value = math.copysign(math.inf, init) if init else 0.0
         return value if end is None else bound(value, end)
 
     return schedule
