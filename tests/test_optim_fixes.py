@@ -124,3 +124,21 @@ def test_adam_nesterov_and_rmsprop_eps_in_sqrt_follow_their_formulas():
     opt = optim.rmsprop(lr, decay=0.9, eps=0.5, eps_in_sqrt=True)
     u, _ = opt.update({"w": g}, opt.init({"w": g}))
     np.testing.assert_allclose(u["w"], -lr * g / np.sqrt(0.1 * g * g + 0.5), rtol=1e-14)
+
+
+def test_chains_pass_the_loss_to_the_transforms_that_take_it():
+    params = {"w": np.ones(2)}
+    opt = optim.chain(optim.sgd(1.0), optim.reduce_on_plateau(factor=0.5, patience=1))
+    state = opt.init(params)
+    for loss in (1.0, 1.0):  # the second does not improve: the scale halves
+        u, state = opt.update({"w": np.ones(2)}, state, params, value=loss)
+    np.testing.assert_array_equal(u["w"], [-0.5, -0.5])
+    named = optim.named_chain(("clip", optim.clip(0.5)), ("polyak", optim.polyak_sgd(max_learning_rate=10.0)))
+    u, _ = named.update({"w": np.ones(2)}, named.init(params), params, value=0.25)
+    np.testing.assert_allclose(u["w"], [-0.5 * 0.25 / 0.5] * 2)  # (f - f_min) / ||d||^2 = 0.25 / 0.5
+    with pytest.raises(TypeError, match=r"no transform in this chain takes the keyword argument\(s\) \['valu'\]"):
+        opt.update({"w": np.ones(2)}, state, params, valu=1.0)
+    injected = optim.inject_hyperparams(optim.polyak_sgd)(max_learning_rate=10.0)
+    u, state = injected.update({"w": np.ones(2)}, injected.init(params), params, value=0.5)
+    np.testing.assert_allclose(u["w"], [-0.25, -0.25])  # 0.5 / ||g||^2 = 0.25
+    assert state["hyperparams"]["max_learning_rate"] == 10.0

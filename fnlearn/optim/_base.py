@@ -21,6 +21,7 @@ hyperparameters never upcast an array).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, NamedTuple, Union
 
@@ -283,6 +284,10 @@ def is_optimizer(obj: Any) -> bool:
 def chain(*transforms: Optimizer) -> Optimizer:
     """Compose transformations: each one's updates are the next one's input.
 
+    Extra keyword arguments of ``update`` (``value=loss`` for :func:`polyak_sgd` or
+    :func:`reduce_on_plateau`) go to the transforms whose ``update`` takes them; one that none takes is
+    a TypeError.
+
     Args:
         *transforms: :class:`Optimizer` pairs, applied left to right.
 
@@ -307,14 +312,26 @@ def chain(*transforms: Optimizer) -> Optimizer:
     def init(params: Params) -> OptState:
         return {str(i): t.init(params) for i, t in enumerate(transforms)}
 
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+    takes = [_extra_keywords(t.update) for t in transforms]
+
+    def update(grads: Updates, state: OptState, params: Params = None, **extra: Any) -> tuple[Updates, OptState]:
         if not isinstance(state, dict) or state.keys() != state_keys:
             got = f"keys {sorted(map(str, state))}" if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"chain.update: expected the state made by this chain's init (a dict with "
                              f"keys {sorted(state_keys)}), got {got}.")
         new_state = {}
-        for i, t in enumerate(transforms):
-            grads, new_state[str(i)] = t.update(grads, state[str(i)], params)
+        if not extra:  # the usual case
+            for i, t in enumerate(transforms):
+                grads, new_state[str(i)] = t.update(grads, state[str(i)], params)
+            return grads, new_state
+        unknown = [k for k in extra if not any(names is None or k in names for names in takes)]
+        if unknown:
+            raise TypeError(f"chain.update: no transform in this chain takes the keyword argument(s) {unknown}; "
+                            "extra keywords such as value=loss go to the transforms that take them "
+                            "(polyak_sgd, reduce_on_plateau).")
+        for i, (t, names) in enumerate(zip(transforms, takes)):
+            kwargs = {k: v for k, v in extra.items() if names is None or k in names}
+            grads, new_state[str(i)] = t.update(grads, state[str(i)], params, **kwargs)
         return grads, new_state
 
     scalars = [scalar_rule(t) for t in transforms]
@@ -330,6 +347,18 @@ def chain(*transforms: Optimizer) -> Optimizer:
 
         declare_scalar(update, scalar)
     return Optimizer(init, update)
+
+
+def _extra_keywords(update: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword arguments ``update`` takes beyond ``(grads, state, params)`` (e.g. ``value``); None when
+    it takes any (``**kwargs``)."""
+    try:
+        parameters = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: no extras
+        return frozenset()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters[3:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 _SCALAR_ATTR = "fnlearn_scalar_rule"
@@ -442,12 +471,12 @@ def named_chain(*transforms: tuple[str, Optimizer]) -> Optimizer:
     def init(params: Params) -> OptState:
         return dict(zip(names, inner.init(params).values()))
 
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+    def update(grads: Updates, state: OptState, params: Params = None, **extra: Any) -> tuple[Updates, OptState]:
         if not isinstance(state, dict) or state.keys() != set(names):
             raise ValueError(f"named_chain.update: expected the state made by this chain's init (a dict "
                              f"with keys {names}), got {type(state).__name__}"
                              f"{' with keys ' + str(list(state)) if isinstance(state, dict) else ''}.")
-        updates, new = inner.update(grads, {str(i): state[n] for i, n in enumerate(names)}, params)
+        updates, new = inner.update(grads, {str(i): state[n] for i, n in enumerate(names)}, params, **extra)
         return updates, dict(zip(names, new.values()))
 
     inner_rule = scalar_rule(inner)

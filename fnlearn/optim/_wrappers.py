@@ -228,7 +228,8 @@ def inject_hyperparams(rule: Callable[..., Optimizer], static_args: tuple[str, .
     schedules at the step count, reads numbers from ``state["hyperparams"]`` (so you can change them
     between steps) and records the values it used. Arguments named in ``static_args`` and
     non-numeric arguments (booleans, masks) are fixed. A change that alters the state's structure
-    (e.g. sgd's momentum between 0 and non-zero) is an error.
+    (e.g. sgd's momentum between 0 and non-zero) is an error. Extra keywords of ``update``
+    (``value=loss``) go to the rule's ``update``.
 
     Example:
         >>> import numpy as np
@@ -256,11 +257,12 @@ def inject_hyperparams(rule: Callable[..., Optimizer], static_args: tuple[str, .
 
         state_keys = frozenset({"count", "hyperparams", "inner"})
 
-        def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+        def update(grads: Updates, state: OptState, params: Params = None, **extra: Any
+                   ) -> tuple[Updates, OptState]:
             check_state("inject_hyperparams.update", state, state_keys)
             count = int(state["count"])
             hyper = values(count, state["hyperparams"])
-            updates, inner = rule(**static, **hyper).update(grads, state["inner"], params)
+            updates, inner = rule(**static, **hyper).update(grads, state["inner"], params, **extra)
             return updates, {"count": count + 1, "hyperparams": hyper, "inner": inner}
 
         return Optimizer(init, update)
