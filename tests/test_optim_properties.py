@@ -326,6 +326,20 @@ QUADRATIC = {
     "adadelta": lambda n: optim.adadelta(_cd(10.0, n), rho=0.9, eps=1e-4),
     "lion": lambda n: optim.lion(_cd(0.05, n), weight_decay=0.0),
     "lamb": lambda n: optim.lamb(_cd(0.05, n)),
+    # issue 16's rules (adan, adopt, mechanize and schedule-free need other settings or more steps here)
+    "radam": lambda n: optim.radam(_cd(0.1, n)),
+    "nadamw": lambda n: optim.nadamw(_cd(0.1, n), weight_decay=0.0),
+    "adabelief": lambda n: optim.adabelief(_cd(0.1, n)),
+    "yogi": lambda n: optim.yogi(_cd(0.1, n)),
+    "adamaxw": lambda n: optim.adamaxw(_cd(0.1, n), b2=0.99, weight_decay=0.0),
+    "signum": lambda n: optim.signum(_cd(0.05, n)),
+    "prodigy": lambda n: optim.prodigy(_cd(1.0, n)),
+    "dog": lambda n: optim.dog(),
+    "rprop": lambda n: optim.rprop(0.01),
+    "novograd": lambda n: optim.novograd(_cd(0.1, n)),
+    "lookahead": lambda n: optim.lookahead(optim.adam(_cd(0.1, n)), 5, 0.5),
+    "adafactor": lambda n: optim.adafactor(_cd(0.1, n)),
+    "cocob": lambda n: optim.cocob(),
 }
 
 
