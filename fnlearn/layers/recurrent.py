@@ -30,7 +30,7 @@ from numpy.typing import DTypeLike
 from .. import _checks
 from .._kernels import column_sums
 from .._types import Array, Layer, Params, Shape, resolve_dtype
-from . import _rnn_steps as steps
+from . import _rnn_steps
 
 _KEYS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
@@ -59,8 +59,8 @@ def SimpleRNN(hidden: int, *, nonlinearity: str = "tanh", return_sequences: bool
     relu = nonlinearity == "relu"
 
     def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any, half: Any) -> tuple[Any, ...]:
-        tape = steps.rnn_forward(gx, p["w_hh"], state[0], m, relu)
-        return tape["hs"], (tape["hs"][-1],), lambda dys, dstate: steps.rnn_backward(
+        tape = _rnn_steps.rnn_forward(gx, p["w_hh"], state[0], m, relu)
+        return tape["hs"], (tape["hs"][-1],), lambda dys, dstate: _rnn_steps.rnn_backward(
             tape, p["w_hh"], dys, dstate[0], m, relu)
 
     extra = "" if nonlinearity == "tanh" else ", nonlinearity='relu'"
@@ -90,9 +90,12 @@ def LSTM(hidden: int, *, return_sequences: bool = False, return_state: bool = Fa
         ((2, 4), (4, 16), True)
     """
     def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any, half: Array) -> tuple[Any, ...]:
-        tape = steps.lstm_forward(gx, p["w_hh"] * half, state[0], state[1], m)
-        return tape["hs"], (tape["hs"][-1], tape["cs"][-1]), lambda dys, dstate: steps.lstm_backward(
-            tape, p["w_hh"], dys, dstate[0], dstate[1], m)
+        tape = _rnn_steps.lstm_forward(gx, p["w_hh"] * half, state[0], state[1], m)
+
+        def backward(dys: Any, dstate: list[Array]) -> tuple[Array, ...]:
+            return _rnn_steps.lstm_backward(tape, p["w_hh"], dys, dstate[0], dstate[1], m)
+
+        return tape["hs"], (tape["hs"][-1], tape["cs"][-1]), backward
 
     H = hidden
     return _recurrent(f"LSTM({hidden})", hidden, 4, 2, run, return_sequences, return_state,
@@ -121,16 +124,23 @@ def GRU(hidden: int, *, return_sequences: bool = False, return_state: bool = Fal
         ((2, 4), ['b_hh', 'b_ih', 'w_hh', 'w_ih'])
     """
     def run(p: dict[str, Array], gx: Array, state: tuple[Array, ...], m: Any, half: Array) -> tuple[Any, ...]:
-        tape = steps.gru_forward(gx, p["w_hh"] * half, p["b_hh"] * half, state[0], m)
-        return tape["hs"], (tape["hs"][-1],), lambda dys, dstate: steps.gru_backward(
+        tape = _rnn_steps.gru_forward(gx, p["w_hh"] * half, p["b_hh"] * half, state[0], m)
+        return tape["hs"], (tape["hs"][-1],), lambda dys, dstate: _rnn_steps.gru_backward(
             tape, p["w_hh"], dys, dstate[0], m)
 
     return _recurrent(f"GRU({hidden})", hidden, 3, 1, run, return_sequences, return_state,
                       sigmoid_blocks=(slice(0, 2 * hidden),), fold_b_hh=False)
 
 
-def sequence_mask(lengths: Array, steps_: int) -> Array:
-    """A bool mask ``(B, T)`` that is True at the first ``lengths[b]`` steps of row ``b``.
+def sequence_mask(lengths: Array, steps: int) -> Array:
+    """A bool mask that is True at the first ``lengths[b]`` steps of row ``b``.
+
+    Args:
+        lengths: integer array ``(B,)`` with values in ``[0, steps]``.
+        steps: ``T``, the length of the padded sequences.
+
+    Returns:
+        A bool array ``(B, T)``, the ``mask`` of the input ``(x, mask)`` of the recurrent layers.
 
     Example:
         >>> from fnlearn.layers.recurrent import sequence_mask
@@ -141,10 +151,10 @@ def sequence_mask(lengths: Array, steps_: int) -> Array:
     """
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths.size and (
-            lengths.min() < 0 or lengths.max() > steps_)):
+            lengths.min() < 0 or lengths.max() > steps)):
         raise ValueError(f"sequence_mask: lengths must be a 1-D integer array with values in [0, "
-                         f"{steps_}], got {lengths!r}.")
-    return np.arange(steps_) < lengths[:, None]
+                         f"{steps}], got {lengths!r}.")
+    return np.arange(steps) < lengths[:, None]
 
 
 def x_shape(input_shape: Any) -> Any:
