@@ -92,8 +92,9 @@ def adan(learning_rate: ScalarOrSchedule, b1: float = 0.98, b2: float = 0.92, b3
 
 def adamaxw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
             weight_decay: float = 1e-4, mask: Any = None) -> Optimizer:
-    """AdamaxW, as optax: ``u = -lr * ((m/c1)/n + weight_decay*p)`` with Adamax's ``n = max(b2*n, |g| +
-    eps)`` (decoupled decay, maskable; optax's default ``weight_decay=1e-4``).
+    """AdamaxW (Adamax of Kingma & Ba 2015 with the decoupled decay of Loshchilov & Hutter 2019), as
+    optax: ``u = -lr * ((m/c1)/n + weight_decay*p)`` with Adamax's ``n = max(b2*n, |g| + eps)``
+    (maskable; optax's default ``weight_decay=1e-4``).
 
     Example:
         >>> import numpy as np
