@@ -428,3 +428,14 @@ def test_degenerate_schedules_are_optax_constants():
             ours = make(optim)
         theirs = make(optax)
         assert [ours(c) for c in (0, 3, 50)] == [float(theirs(c)) for c in (0, 3, 50)] == [0.3] * 3
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda: optim.adam(0.1, b2=0.998), lambda: optax.adam(0.1)),
+    (lambda: optim.adam(0.1, eps=1e-7), lambda: optax.adam(0.1)),
+    (lambda: optim.rmsprop(5e-3), lambda: optax.rmsprop(5e-3)),  # torch's defaults against optax's
+], ids=["b2_off", "eps_off", "rmsprop_defaults"])
+def test_the_comparison_fails_on_a_different_rule(ours, theirs):
+    """The harness can fail: a hyperparameter off by a little, or torch's RMSprop against optax's."""
+    with pytest.raises(AssertionError, match="update [0-9] differs from optax's"):
+        compare(ours, theirs, "parabola", 5)
