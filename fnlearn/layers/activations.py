@@ -150,28 +150,36 @@ def _gelu_is_tanh(approximate: object) -> bool:
 # the tanh approximation's form with P of degree 6 instead of 1. P was fitted in float64 to
 # atanh(2 * Phi(x) - 1) / x on [0, 6], minimising the largest error of Phi (weights 2 Phi (1 - Phi),
 # Lawson's iteratively re-weighted least squares). Its float32 evaluation is within 1e-7 of Phi and
-# y within 2 ulps of max(|x|, 1) (tests/test_gelu.py measures both on a dense grid). Beyond |x| = 6
-# the argument is clamped: 6 * P(36) > 11, where tanh is +-1 in float32.
+# y within 2 ulps of max(|x|, 1) (tests/test_gelu.py measures both on a dense grid). Beyond |x| = 6,
+# x**2 is clamped to 36: |x * P(36)| > 11, where tanh is +-1 in float32.
 _GELU_P = (0.7978849411010742, 0.03633308410644531, -3.259497680119239e-05, -5.530619091587141e-05,
            3.964744337281445e-06, -1.3226330963789223e-07, 1.7561698761880962e-09)
-_GELU_CLAMP = 6.0
-# The tanh GELU's argument sqrt(2 / pi) * (x + 0.044715 x**3), clamped beyond |x| = 10 (argument > 43:
-# tanh is +-1 in float64).
+# The tanh GELU's argument sqrt(2 / pi) * (x + 0.044715 x**3), x**2 clamped to 100 (beyond |x| = 10 the
+# argument exceeds 43: tanh is +-1 in float64).
 _TANH_P = (_SQRT_2_OVER_PI, 0.044715 * _SQRT_2_OVER_PI)
-_TANH_CLAMP = 10.0
 
 
 def _gelu_exact(x: Array) -> tuple[Array, Array]:
-    """``(x * Phi(x), Phi(x))``."""
+    """``(x * Phi(x), Phi(x))``: two new arrays, the rest in place."""
     if x.dtype != np.float32:
         from scipy.special import ndtr
         cdf = ndtr(x)
         return x * cdf, cdf
-    return _tanh_cdf_times_x(x, _GELU_P, _GELU_CLAMP)
+    with np.errstate(over="ignore"):  # x * x = inf beyond 1.8e19 is clamped; x * P = +-inf gives +-1
+        s = x * x
+        np.minimum(s, 36.0, out=s)
+        cdf = s * _GELU_P[-1]
+        for c in _GELU_P[-2:0:-1]:
+            cdf += c
+            cdf *= s
+        cdf += _GELU_P[0]
+        cdf *= x
+    _tanh_to_cdf(cdf)
+    return np.multiply(x, cdf, out=s), cdf
 
 
 def _gelu_exact_vjp(x: Array, cdf: Array, dy: Array) -> Array:
-    # d/dx x Phi(x) = Phi(x) + x pdf(x); exp(-x**2 / 2) is 0 beyond the clamp, in either dtype.
+    # d/dx x Phi(x) = Phi(x) + x pdf(x); exp(-x**2 / 2) is 0 beyond the clip, in either dtype.
     xc = np.clip(x, -40.0, 40.0) if x.dtype == np.float64 else np.clip(x, -15.0, 15.0)
     g = xc * xc
     g *= -0.5
@@ -184,17 +192,25 @@ def _gelu_exact_vjp(x: Array, cdf: Array, dy: Array) -> Array:
 
 
 def _gelu_tanh(x: Array) -> tuple[Array, Array]:
-    return _tanh_cdf_times_x(x, _TANH_P, _TANH_CLAMP)
+    """``(x * Phi(x), Phi(x))`` with ``Phi(x) = (1 + tanh(u)) / 2``: two new arrays."""
+    with np.errstate(over="ignore"):  # as in _gelu_exact
+        cdf = x * x
+        np.minimum(cdf, 100.0, out=cdf)
+        cdf *= _TANH_P[1]
+        cdf += _TANH_P[0]
+        cdf *= x
+    _tanh_to_cdf(cdf)
+    return x * cdf, cdf
 
 
 def _gelu_tanh_vjp(x: Array, cdf: Array, dy: Array) -> Array:
     # d/dx x Phi(x) = Phi + x Phi' with Phi = (1 + tanh u) / 2, Phi' = 2 Phi (1 - Phi) u'(x).
-    xc = np.clip(x, -_TANH_CLAMP, _TANH_CLAMP)
+    xc = np.clip(x, -10.0, 10.0)
     g = xc * xc
     g *= 6.0 * _TANH_P[1]
     g += 2.0 * _TANH_P[0]
     g *= xc  # 2 x u'(x)
-    h = 1.0 - cdf
+    h = np.subtract(1.0, cdf, out=xc)
     h *= cdf
     g *= h
     g += cdf
@@ -202,21 +218,11 @@ def _gelu_tanh_vjp(x: Array, cdf: Array, dy: Array) -> Array:
     return g
 
 
-def _tanh_cdf_times_x(x: Array, coefs: tuple[float, ...], clamp: float) -> tuple[Array, Array]:
-    """``(x * cdf, cdf)`` with ``cdf = (1 + tanh(xc * P(xc**2))) / 2``, ``xc = clip(x, -clamp, clamp)``:
-    in-place passes over three arrays, two per degree of ``P``."""
-    xc = np.clip(x, -clamp, clamp)
-    s = xc * xc
-    cdf = s * coefs[-1]
-    for c in coefs[-2:0:-1]:
-        cdf += c
-        cdf *= s
-    cdf += coefs[0]
-    cdf *= xc
-    np.tanh(cdf, out=cdf)
-    cdf *= 0.5
-    cdf += 0.5
-    return np.multiply(x, cdf, out=xc), cdf
+def _tanh_to_cdf(u: Array) -> None:
+    """``u <- (1 + tanh(u)) / 2`` in place."""
+    np.tanh(u, out=u)
+    u *= 0.5
+    u += 0.5
 
 
 def Softmax(axis: int = -1) -> Layer:
