@@ -350,6 +350,22 @@ def test_mechanize_equals_optax(problem):
             problem, 2 * STEPS, free_rtol=1e-7)  # its learned scale starts at 1e-6
 
 
+@pytest.mark.parametrize("problem", ["parabola", "rosenbrock", "nested_float64"])
+def test_sam_opaque_mode_equals_optax(problem):
+    params, grad, _ = PROBLEMS[problem]()
+    make = lambda m: m.contrib.sam(m.sgd(1e-3), m.sgd(0.01), sync_period=3, opaque_mode=True) if m is optax \
+        else optim.sam(optim.sgd(1e-3), optim.sgd(0.01), sync_period=3, opaque_mode=True)
+    ours, theirs = make(optim), make(optax)
+    state, their_state, their_params = ours.init(params), theirs.init(_to_jax(params)), params
+    for step in range(STEPS):
+        u, state = ours.update(grad(params), state, params, grad_fn=lambda p, i: grad(p))
+        their_u, their_state = theirs.update(_to_jax(grad(their_params)), their_state, _to_jax(their_params),
+                                             grad_fn=lambda p, i: _to_jax(grad(_to_numpy(p))))
+        _assert_close(u, _to_numpy(their_u), f"sam opaque mode, update {step}", float64_rtol=1e-10)
+        params = optim.apply_updates(params, u)
+        their_params = jax.tree.map(lambda p, d: p + np.asarray(d), their_params, their_u)
+
+
 def test_zero_nans_replaces_nans_like_optax():
     grads = {"a": np.array([np.nan, 1.0, -2.0]), "b": np.array([[0.5, np.nan]], np.float32)}
     ours = optim.zero_nans()

@@ -61,6 +61,13 @@ def _sam_sgd(sync_period=2):
     return optim.sam(optim.sgd(0.1), optim.chain(optim.normalize(), optim.sgd(0.05)), sync_period)
 
 
+def _sam_opaque_with_a_gradient(sync_period=2):
+    """Opaque SAM asks for gradients at the ascended points: those of sum(p**2)."""
+    opt = optim.sam(optim.sgd(0.1), optim.sgd(0.05), sync_period, opaque_mode=True)
+    grad_fn = lambda p, i: tree_map(lambda x: 2 * x, p)  # noqa: E731
+    return optim.Optimizer(opt.init, lambda g, state, params=None: opt.update(g, state, params, grad_fn=grad_fn))
+
+
 def _mechanize_sgd(weight_decay=1e-2):
     return optim.mechanize(optim.sgd(0.1, momentum=0.5), weight_decay)
 
@@ -129,6 +136,7 @@ RULES = {
     "trace_kw": (optim.trace, dict(decay=0.9, nesterov=True)),
     "scale_by_trust_ratio_kw": (optim.scale_by_trust_ratio, dict(trust_coefficient=0.5)),
     "sam": (_sam_sgd, dict(sync_period=2)),
+    "sam_opaque": (_sam_opaque_with_a_gradient, dict(sync_period=3)),
     "normalize": (optim.normalize, dict()),
 }
 REGISTRY.update({name: (lambda fn=fn, kw=kw: fn(**kw)) for name, (fn, kw) in RULES.items()})

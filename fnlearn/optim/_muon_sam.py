@@ -180,19 +180,23 @@ def normalize() -> Optimizer:
     return Optimizer(lambda params: {}, update)
 
 
-def sam(optimizer: Optimizer, adv_optimizer: Optimizer, sync_period: int = 2, reset_state: bool = True) -> Optimizer:
+def sam(optimizer: Optimizer, adv_optimizer: Optimizer, sync_period: int = 2, reset_state: bool = True,
+        opaque_mode: bool = False) -> Optimizer:
     """Sharpness-aware minimisation (Foret et al. 2021), as ``optax.contrib.sam`` in its transparent mode.
 
     Of every ``sync_period`` calls, the first ``sync_period - 1`` take adversarial steps
     ``u = -adv_optimizer(g)`` (an ascent, with e.g. ``adv_optimizer = chain(normalize, sgd(rho))``); the
     last returns the params to the cached pre-ascent ones and applies ``optimizer`` to the gradient
     taken at the adversarial point: ``u = cache - p + optimizer(g, at cache)``. ``reset_state``
-    re-initialises the adversarial state at each sync. optax's opaque mode (``grad_fn``) is not
-    implemented.
+    re-initialises the adversarial state at each sync.
+
+    With ``opaque_mode=True`` every call is one outer step: ``update(grads, state, params,
+    grad_fn=f)`` takes the ``sync_period - 1`` ascent steps itself, calling ``f(adv_params, i)`` for
+    the gradient at each, and returns ``optimizer``'s update from ``params`` (as optax).
 
     Returns:
-        An :class:`Optimizer`; state ``{"steps_since_sync", "opt_state", "adv_state", "cache"}``. Needs
-        ``params``.
+        An :class:`Optimizer`; state ``{"steps_since_sync", "opt_state", "adv_state", "cache"}`` (``cache``
+        is None in opaque mode). Needs ``params``.
 
     Example:
         >>> import numpy as np
@@ -214,12 +218,29 @@ def sam(optimizer: Optimizer, adv_optimizer: Optimizer, sync_period: int = 2, re
 
     def init(params: Params) -> OptState:
         return {"steps_since_sync": 0, "opt_state": optimizer.init(params), "adv_state": adv_optimizer.init(params),
-                "cache": _tree.tree_map(np.copy, params)}
+                "cache": None if opaque_mode else _tree.tree_map(np.copy, params)}
 
-    def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
+    def opaque(grads: Updates, state: OptState, params: Params, grad_fn: Any) -> tuple[Updates, OptState]:
+        if grad_fn is None:
+            raise TypeError("sam.update with opaque_mode=True needs grad_fn: call update(grads, state, params, "
+                            "grad_fn=lambda params, i: gradient at params).")
+        adv_params, adv_updates, adv_state = params, grads, state["adv_state"]
+        for i in range(period - 1):
+            adv_updates, adv_state = adv_optimizer.update(adv_updates, adv_state, adv_params)
+            adv_params = map_leaves("sam.update", lambda p, a: p - a, adv_params, adv_updates)
+            adv_updates = grad_fn(adv_params, i)
+        if reset_state:
+            adv_state = adv_optimizer.init(params)
+        updates, opt_state = optimizer.update(adv_updates, state["opt_state"], params)
+        return updates, {"steps_since_sync": 0, "opt_state": opt_state, "adv_state": adv_state, "cache": None}
+
+    def update(grads: Updates, state: OptState, params: Params = None, *, grad_fn: Any = None
+               ) -> tuple[Updates, OptState]:
         check_state("sam.update", state, state_keys)
         if params is None:
             raise ValueError("sam.update needs the params: call update(grads, state, params).")
+        if opaque_mode:
+            return opaque(grads, state, params, grad_fn)
         steps = int(state["steps_since_sync"])
         cache = params if steps == 0 else state["cache"]
         if steps == period - 1:
