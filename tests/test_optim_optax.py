@@ -232,6 +232,10 @@ CASES = {
                                                         nesterov=False, adaptive=True, preconditioning="spectral",
                                                         adam_learning_rate=3e-3, adam_weight_decay=0.01,
                                                         consistent_rms=0.2)), STEPS),
+    "muon_aol": (lambda: optim.muon(1e-2, preconditioning="aol"),
+                 lambda: _jitted(optax.contrib.muon(1e-2, preconditioning="aol")), STEPS, ("nested",)),
+    "muon_schatten": (lambda: optim.muon(1e-2, preconditioning="schatten"),
+                      lambda: _jitted(optax.contrib.muon(1e-2, preconditioning="schatten")), STEPS, ("nested",)),
     "sam": (lambda: optim.sam(optim.sgd(1e-3), optim.chain(optim.normalize(), optim.sgd(0.05))),
             lambda: optax.contrib.sam(optax.sgd(1e-3), optax.chain(optax.contrib.normalize(), optax.sgd(0.05))), STEPS,
             SCALAR_STATE),  # optax's normalize divides float32 leaves by a float64 norm: float64 updates

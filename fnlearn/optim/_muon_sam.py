@@ -41,7 +41,8 @@ def orthogonalize_via_newton_schulz(x: Any, rows: Sequence[tuple[float, float, f
                                     preconditioning: str = "frobenius") -> Any:
     """An approximately orthogonal matrix with ``x``'s singular vectors: ``x / (||x|| + eps)`` (Frobenius
     or spectral norm), then per step ``A = x x^T``, ``x = a*x + (b*A + c*A A) x`` (on ``x^T`` when ``x``
-    has more rows than columns).
+    has more rows than columns). ``"aol"`` and ``"schatten"`` instead rescale ``x`` and ``A`` in the first
+    step (by the rows' absolute sums of ``A``, or by ``||A||_F``), as optax.
 
     Example:
         >>> import numpy as np
@@ -53,10 +54,16 @@ def orthogonalize_via_newton_schulz(x: Any, rows: Sequence[tuple[float, float, f
     flip = x.shape[0] > x.shape[1]
     if flip:
         x = x.T
-    norm = np.linalg.norm(x, ord="fro" if preconditioning == "frobenius" else 2)
-    x = x / (norm + eps)
-    for a, b, c in rows:
+    if preconditioning in ("frobenius", "spectral"):
+        x = x / (np.linalg.norm(x, ord="fro" if preconditioning == "frobenius" else 2) + eps)
+    for step, (a, b, c) in enumerate(rows):
         gram = x @ x.T
+        if step == 0 and preconditioning == "aol":  # rows rescaled by 1/sqrt(sum |gram| of the row)
+            scale = 1.0 / np.sqrt(np.maximum(np.abs(gram).sum(axis=-1), eps))[:, None]
+            x, gram = x * scale, gram * scale * scale.T
+        elif step == 0 and preconditioning == "schatten":  # by 1/sqrt(||gram||_F)
+            scale = 1.0 / np.sqrt(max(np.linalg.norm(gram), eps))
+            x, gram = x * scale, gram * scale ** 2
         x = a * x + (b * gram + c * (gram @ gram)) @ x
     return x.T if flip else x
 
@@ -84,9 +91,9 @@ def scale_by_muon(ns_coeffs: Any = (3.4445, -4.7750, 2.0315), ns_steps: int = 5,
     rows = _coefficient_rows(ns_coeffs, steps)
     beta = check_hyper("scale_by_muon", "beta", beta, high=1.0)
     eps = check_hyper("scale_by_muon", "eps", eps)
-    if preconditioning not in ("frobenius", "spectral"):
-        raise ValueError(f"scale_by_muon: preconditioning must be 'frobenius' or 'spectral' (optax's 'aol' and "
-                         f"'schatten' are not implemented), got {preconditioning!r}.")
+    if preconditioning not in ("frobenius", "spectral", "aol", "schatten"):
+        raise ValueError(f"scale_by_muon: preconditioning must be 'frobenius', 'spectral', 'aol' or 'schatten', "
+                         f"got {preconditioning!r}.")
     state_keys = frozenset({"count", "mu"})
 
     def update(grads: Updates, state: OptState, params: Params = None) -> tuple[Updates, OptState]:
