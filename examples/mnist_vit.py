@@ -3,13 +3,14 @@
 Examples (run from the repository root; the files are read from --data-dir, else $FNLEARN_DATA_DIR, else
 downloaded into ~/.cache/fnlearn/mnist):
 
-    python examples/mnist_vit.py                          # 7x7 patches, 4 blocks of width 64, AdamW
+    python examples/mnist_vit.py --threads 1              # 7x7 patches, 4 blocks of width 64, 12 epochs
     python examples/mnist_vit.py --epochs 1 --limit 6000  # a short run: one epoch on 6,000 images
     python examples/mnist_vit.py --n-layer 6 --mlp-ratio 4 --dropout 0.1 --epochs 20
 
 The images are cut into 16 patches of 7x7 pixels; a class token and learned positions are added; the
 encoder is pre-LN transformer blocks; the head reads the class token (``fnlearn.models.vit``). AdamW
-(weight decay on the 2-D weights only) with a linear warmup and a cosine decay over the whole run.
+(weight decay on the 2-D weights only) with a linear warmup and a cosine decay over the whole run;
+each training image is shifted by up to --shift pixels (augmentation).
 Each epoch prints the mean training loss; the run ends with the test accuracy and the wall time. The
 same --seed gives the same run. ``main(argv)`` returns the results as a dict, so tests can run the
 script in-process.
@@ -51,12 +52,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mlp-ratio", type=int, default=2, help="MLP hidden width / token width")
     p.add_argument("--dropout", type=float, default=0.0, help="drop probability (attention and blocks)")
     p.add_argument("--gelu-approximate", action="store_true", help="the tanh GELU instead of the exact one")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=300, help="linear warmup steps, then cosine decay to 0")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decay of the 2-D weights")
-    p.add_argument("--shift", type=int, default=0, metavar="S",
+    p.add_argument("--shift", type=int, default=2, metavar="S",
                    help="augment: shift each training image by up to S pixels in each direction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="directory with the MNIST files")
