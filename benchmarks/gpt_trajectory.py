@@ -2,7 +2,7 @@
 
 nanoGPT's CPU configuration (its README: ``train_shakespeare_char`` with ``--device=cpu --compile=False
 --eval_iters=20 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
---lr_decay_iters=2000 --dropout=0.0``): AdamW lr 1e-3, betas (0.9, 0.99), eps 1e-8, weight decay 0.1 on
+--lr_decay_iters=2000 --dropout=0.0``, and train.py's ``bias=False``): AdamW lr 1e-3, betas (0.9, 0.99), eps 1e-8, weight decay 0.1 on
 the parameters with two or more dimensions only, the learning rate of nanoGPT's ``get_lr`` (linear warmup
 ``lr * (it + 1) / (warmup + 1)`` for 100 iterations, then cosine down to 1e-4 at iteration 2000), and the
 gradients clipped to global norm 1.0 as ``torch.nn.utils.clip_grad_norm_`` does it (scaled by
@@ -17,6 +17,7 @@ batches for both models).
 
     python3 benchmarks/gpt_trajectory.py                  # 300 steps, the per-step loss differences
     python3 benchmarks/gpt_trajectory.py --iters 2000     # the whole run and both validation losses
+    python3 benchmarks/gpt_trajectory.py --iters 2000 --bias   # with biases (nanoGPT's GPTConfig default)
     python3 benchmarks/gpt_trajectory.py --iters 50 --threads 1 --json out.json   # on a busy machine
 
 Needs torch (``pip install torch==2.13.0``) and char-rnn's ``input.txt`` (``--data-dir``, else
@@ -41,7 +42,7 @@ from fnlearn import interop, models, optim
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
+CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False,
               learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000,
               beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0)
 """nanoGPT's CPU configuration for tiny Shakespeare (vocab_size comes from the corpus: 65)."""
@@ -100,7 +101,7 @@ def make_sides(vocab_size: int, seed: int, c: dict[str, Any] = CONFIG) -> tuple[
     import torch
     nanogpt_torch = _nanogpt_module()
     arch = dict(vocab_size=vocab_size, block_size=c["block_size"], n_layer=c["n_layer"],
-                n_head=c["n_head"], n_embd=c["n_embd"], dropout=c["dropout"], bias=True)
+                n_head=c["n_head"], n_embd=c["n_embd"], dropout=c["dropout"], bias=c["bias"])
     torch.manual_seed(seed)
     net = nanogpt_torch.GPT(nanogpt_torch.GPTConfig(**arch))
     params = interop.from_nanogpt_state_dict({k: v.detach().numpy() for k, v in net.state_dict().items()})
@@ -126,7 +127,7 @@ def make_sides(vocab_size: int, seed: int, c: dict[str, Any] = CONFIG) -> tuple[
         return loss
 
     model = models.gpt(vocab_size, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"],
-                       dropout=c["dropout"])
+                       dropout=c["dropout"], bias=c["bias"])
     opt = fnlearn_optimizer(c)
     box = {"params": params, "state": opt.init(params)}
 
@@ -201,8 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="directory with input.txt")
     parser.add_argument("--threads", type=int, default=None,
                         help="limit torch and (with threadpoolctl) NumPy's BLAS to N threads")
+    parser.add_argument("--bias", action="store_true",
+                        help="biases in Linear and LayerNorm (nanoGPT's train.py default: none)")
     parser.add_argument("--json", default=None, help="write the per-step losses and the summary here")
     args = parser.parse_args(argv)
+    config = {**CONFIG, "bias": args.bias}
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -213,11 +217,11 @@ def main(argv: list[str] | None = None) -> None:
             print("threadpoolctl is not installed: BLAS keeps its default threads (pip install threadpoolctl)")
     corpus = fl.datasets.tiny_shakespeare(args.data_dir)
     result = run(corpus, args.iters, seed=args.seed, data_seed=args.data_seed, eval_iters=args.eval_iters,
-                 log=print)
+                 c=config, log=print)
     report = summary(result)
     print(json.dumps(report, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps({"config": CONFIG, "args": vars(args), "summary": report,
+        Path(args.json).write_text(json.dumps({"config": config, "args": vars(args), "summary": report,
                                                "losses": result["losses"]}, indent=1))
 
 
