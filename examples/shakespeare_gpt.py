@@ -18,11 +18,15 @@ import argparse
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 import fnlearn as fl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mnist_mlp as mlp  # the sibling example: BLAS threads
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -54,8 +58,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-tokens", type=int, default=500, help="characters to sample at the end")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=mlp.THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be positive")
+    return args
 
 
 def nanogpt_lr(lr: float, min_lr: float, warmup: int, decay_iters: int) -> Callable[[int], float]:
@@ -98,6 +106,12 @@ def estimate_loss(model: fl.Layer, params: Any, corpus: Any, args: argparse.Name
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     fl.reuse_freed_memory()
+    with mlp.blas_threads(args.threads):
+        return train(args)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train, evaluate every ``eval_interval`` iterations, sample; the results as a dict."""
     corpus = fl.datasets.tiny_shakespeare(args.data_dir)
     model = fl.models.gpt(corpus.vocab_size, args.block_size, args.n_layer, args.n_head, args.n_embd,
                           dropout=args.dropout, bias=args.bias)
