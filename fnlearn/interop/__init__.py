@@ -10,6 +10,11 @@ such entry) loads as a flat dict of its tensor names, e.g. ``{"0.weight": ..., "
 :func:`from_gpt2_state_dict` / :func:`to_gpt2_state_dict` map ``fnlearn.models.gpt`` params to and from
 nanoGPT's and Hugging Face GPT-2's ``state_dict`` names and layouts.
 
+**Whole models**: :func:`to_torch_state_dict` / :func:`from_torch_state_dict` walk a model (``serial``
+of Dense, Conv2D, ConvTranspose2D, BatchNorm, LayerNorm, Embedding, MultiHeadAttention, ...) and map
+each layer to its torch module's names and layout (Conv2D HWIO <-> OIHW, BatchNorm running statistics,
+the NHWC-vs-NCHW order of a Dense after Flatten).
+
 **Recurrent layers**: :func:`to_torch_rnn_state_dict` / :func:`from_torch_rnn_state_dict` map
 SimpleRNN, LSTM, GRU and Bidirectional params to and from ``nn.RNN``/``nn.LSTM``/``nn.GRU`` names
 (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), weights transposed.
@@ -36,8 +41,10 @@ from ._nanogpt import from_gpt2_state_dict, from_nanogpt_state_dict, to_gpt2_sta
 from ._rnn import from_torch_rnn_state_dict, to_torch_rnn_state_dict
 from ._safetensors import STRUCTURE_KEY, load_safetensors, save_safetensors
 from ._torch import from_torch_linear_state_dict, to_torch_linear_state_dict
+from ._torch_layers import from_torch_state_dict, to_torch_state_dict
 
 __all__ = ["STRUCTURE_KEY", "save_safetensors", "load_safetensors", "to_torch_linear_state_dict",
-           "from_torch_linear_state_dict", "to_torch_rnn_state_dict",
+           "from_torch_linear_state_dict", "to_torch_state_dict", "from_torch_state_dict",
+           "to_torch_rnn_state_dict",
            "from_torch_rnn_state_dict", "from_nanogpt_state_dict", "to_nanogpt_state_dict",
            "from_gpt2_state_dict", "to_gpt2_state_dict"]
