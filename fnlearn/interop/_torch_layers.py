@@ -45,7 +45,7 @@ from .._stateful import bind_state, is_stateful
 from .._types import Params, Shape
 from ..combinators import eval_shape
 from ..tree import tree_leaves
-from ._torch import _as_numpy, _natural
+from ._torch import _as_numpy
 
 __all__ = ["to_torch_state_dict", "from_torch_state_dict"]
 
@@ -133,6 +133,7 @@ _USES_ORDER = ("Dense", "LayerNorm", "BatchNorm")
 class _Walk(NamedTuple):
     entries: list[_Entry]
     extras: dict[str, np.ndarray]   # export-only tensors (num_batches_tracked)
+    names: list[str]                # every torch name, in the model's order (as torch lists them)
 
 
 def _walk(fn: str, layer: Any, params: Params, state: Any, shape: Any, dtype: Any,
@@ -180,14 +181,16 @@ def _walk(fn: str, layer: Any, params: Params, state: Any, shape: Any, dtype: An
         raise ValueError(f"{fn}: {where} has no torch counterpart here; supported: {_SUPPORTED}. "
                          "Convert its params by hand.")
     out.entries.extend(entries)
+    out.names.extend(e.name for e in entries)
     if name == "BatchNorm":
         out.extras[prefix + "num_batches_tracked"] = np.array(0, np.int64)
+        out.names.append(prefix + "num_batches_tracked")
     return out_shape, out_dtype, (order if use is not None and name != "Dense" else None)
 
 
 def _plan(fn: str, model: Any, params: Params, state: Any, input_shape: Shape | None,
           input_dtype: DTypeLike, channels_first: bool) -> _Walk:
-    out = _Walk([], {})
+    out = _Walk([], {}, [])
     if input_dtype is None and input_shape is not None:
         input_dtype = next((np.asarray(a).dtype for a in tree_leaves(params)), np.dtype(np.float32))
     _walk(fn, model, params, state, input_shape, input_dtype, (), None, channels_first, out)
@@ -241,7 +244,7 @@ def to_torch_state_dict(model: Any, params: Params, *, state: Any = None,
     out = {e.name: np.ascontiguousarray(e.to_torch(np.asarray(_get(trees[e.tree], e.path))))
            for e in plan.entries}
     out.update({k: v.copy() for k, v in plan.extras.items()})
-    return {k: out[k] for k in sorted(out, key=_natural)}
+    return {k: out[k] for k in plan.names}
 
 
 def from_torch_state_dict(model: Any, state_dict: Mapping[str, Any], *, input_shape: Shape,
@@ -304,7 +307,7 @@ def from_torch_state_dict(model: Any, state_dict: Mapping[str, Any], *, input_sh
                 e.from_torch(arrays[e.name]), dtype=like.dtype)
     known = {e.name for e in plan.entries} | set(plan.extras)
     problems += [f"unexpected '{name}' (no fnlearn parameter maps to it)"
-                 for name in sorted(arrays, key=_natural) if name not in known]
+                 for name in arrays if name not in known]
     if problems:
         raise ValueError(f"{fn}: the state dict does not fit {model!r} with input_shape "
                          f"{tuple(input_shape)} ({len(problems)} problems):\n  " + "\n  ".join(problems)
