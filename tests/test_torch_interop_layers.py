@@ -301,3 +301,21 @@ def test_transformer_block_matches_a_torch_module_with_the_same_names():
     np.testing.assert_allclose(block.apply(params, x)[0], _torch_out(torch, net, x), rtol=1e-10, atol=1e-12)
     _assert_same_tree(interop.from_torch_state_dict(
         block, interop.to_torch_state_dict(block, params), input_shape=(-1, 5, 8)), params)
+
+
+def test_float32_stays_float32_and_dtype_follows_the_tensors():
+    model = fl.serial(fl.Conv2D(3, 2), fl.BatchNorm(), fl.Flatten(), fl.Dense(2))
+    shape = (-1, 4, 4, 2)
+    params, state = model.init(np.random.default_rng(0), shape)
+    sd = interop.to_torch_state_dict(model, params, state=state, input_shape=shape)
+    assert {str(v.dtype) for k, v in sd.items() if "num_batches" not in k} == {"float32"}
+    back, back_state = interop.from_torch_state_dict(model, sd, input_shape=shape)
+    _assert_same_tree(back, params)
+    _assert_same_tree(back_state, state)
+    wide = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in sd.items()}
+    assert interop.from_torch_state_dict(model, wide, input_shape=shape)[0]["3"]["w"].dtype == np.float64
+    mixed = dict(wide, **{"3.bias": sd["3.bias"]})
+    with pytest.raises(ValueError, match="several float dtypes.*pass dtype="):
+        interop.from_torch_state_dict(model, mixed, input_shape=shape)
+    narrow = interop.from_torch_state_dict(model, mixed, input_shape=shape, dtype=np.float32)[0]
+    _assert_same_tree(narrow, params)

@@ -5,23 +5,18 @@ walks the model: ``serial``/``parallel`` children (``apply.children``) give the 
 ``nn.Sequential`` numbers (or names) its children, and each leaf layer's constructor name
 (``repr(layer)``, e.g. ``"Conv2D(8, 3)"``) picks its torch counterpart:
 
-==========================  ==================================  ===============================================
-fnlearn                     torch                               layout
-==========================  ==================================  ===============================================
-``Dense``                   ``nn.Linear``                       ``weight = w.T`` (out, in); ``bias = b``
-``Conv2D``                  ``nn.Conv2d``                       ``weight = w.transpose(3, 2, 0, 1)`` HWIO -> OIHW
-``ConvTranspose2D``         ``nn.ConvTranspose2d``              ``weight = w.transpose(2, 3, 0, 1)`` (in, out, kh, kw)
-``BatchNorm``               ``nn.BatchNorm1d``/``2d``           ``weight, bias = scale, offset``; ``running_mean,
-                                                                running_var = state mean, var``
-``LayerNorm``               ``nn.LayerNorm``                    ``weight = scale``; ``bias = offset`` (if any)
-``Embedding``               ``nn.Embedding``                    ``weight = embeddings``
-``MultiHeadAttention``      ``nn.MultiheadAttention``           ``in_proj_weight = qkv.w.T`` (q, k, v rows),
-                            (``batch_first=True``)              ``out_proj.weight = out.w.T``, biases as is
-``MLP``                     a module with Linear ``fc``,        ``fc.weight``, ``proj.weight`` (as Dense)
-                            ``proj``
-``TransformerBlock``        a module with ``ln_1``, ``attn``,   the four above, under those names
-                            ``ln_2``, ``mlp``
-==========================  ==================================  ===============================================
+- ``Dense`` <-> ``nn.Linear``: ``weight = w.T`` (out, in), ``bias = b``.
+- ``Conv2D`` <-> ``nn.Conv2d``: ``weight = w.transpose(3, 2, 0, 1)`` (HWIO -> OIHW).
+- ``ConvTranspose2D`` <-> ``nn.ConvTranspose2d``: ``weight = w.transpose(2, 3, 0, 1)`` (torch's
+  ``(in, out, kh, kw)``).
+- ``BatchNorm`` <-> ``nn.BatchNorm1d``/``2d``: ``weight, bias = scale, offset`` and ``running_mean,
+  running_var`` = the state's ``mean, var``.
+- ``LayerNorm`` <-> ``nn.LayerNorm``: ``weight = scale``, ``bias = offset`` (absent with ``bias=False``).
+- ``Embedding`` <-> ``nn.Embedding``: ``weight = embeddings``.
+- ``MultiHeadAttention`` <-> ``nn.MultiheadAttention(batch_first=True)``: ``in_proj_weight = qkv.w.T``
+  (rows q, k, v), ``in_proj_bias = qkv.b``, ``out_proj.weight = out.w.T``, ``out_proj.bias = out.b``.
+- ``MLP`` <-> a module with Linear children ``fc`` and ``proj``; ``TransformerBlock`` <-> a module
+  with children ``ln_1``, ``attn``, ``ln_2``, ``mlp`` (nanoGPT's names), mapped as above.
 
 **Flatten order.** fnlearn feature maps are NHWC, so ``Flatten`` orders a map's features ``(h, w, c)``;
 torch's ``nn.Flatten`` of an NCHW map orders them ``(c, h, w)``. With ``channels_first=True`` (the
@@ -291,6 +286,8 @@ def from_torch_state_dict(model: Any, state_dict: Mapping[str, Any], *, input_sh
     made = model.init(np.random.default_rng(0), input_shape, **kwargs)
     params, state = made if is_stateful(model) else (made, None)
     plan = _plan(fn, model, params, state, input_shape, input_dtype, channels_first)
+    if len(plan.entries) != len(tree_leaves(params)) + len(tree_leaves(state)):   # never left at init
+        raise ValueError(f"{fn}: {model!r} has params that no torch name maps to; convert by hand.")
     trees = {"params": _copy_dicts(params), "state": _copy_dicts(state)}
     problems = []
     for e in plan.entries:
