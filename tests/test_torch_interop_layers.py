@@ -135,10 +135,12 @@ def test_unexpected_key_is_named_and_num_batches_tracked_is_ignored(example):
 
 
 def test_errors_for_unsupported_layers_missing_state_and_missing_shape(example):
-    model = fl.serial(fl.Embedding(5, 4), fl.PositionalEmbedding(8))
-    params = model.init(np.random.default_rng(0), (-1, 3), input_dtype=np.int64)
-    with pytest.raises(ValueError, match=r"'1' \(PositionalEmbedding\(8\)\) has no torch counterpart"):
+    model = fl.serial(fl.Dense(4), fl.ClassToken())
+    params = model.init(np.random.default_rng(0), (-1, 3, 2))
+    with pytest.raises(ValueError, match=r"'1' \(ClassToken\(\)\) has no torch counterpart"):
         interop.to_torch_state_dict(model, params)
+    with pytest.raises(ValueError, match=r"'1' \(ClassToken\(\)\) has no torch counterpart"):
+        interop.from_torch_state_dict(model, {}, input_shape=(-1, 3, 2))
     cnn, params, state = _cnn(example, True)
     with pytest.raises(ValueError, match="stateful.*pass state="):
         interop.to_torch_state_dict(cnn, params)
@@ -319,3 +321,24 @@ def test_float32_stays_float32_and_dtype_follows_the_tensors():
         interop.from_torch_state_dict(model, mixed, input_shape=shape)
     narrow = interop.from_torch_state_dict(model, mixed, input_shape=shape, dtype=np.float32)[0]
     _assert_same_tree(narrow, params)
+
+
+def test_patch_and_positional_embeddings_match_torch_conv_and_embedding():
+    torch = _torch()
+    torch.manual_seed(4)
+    conv = torch.nn.Conv2d(3, 6, 4, stride=4).double()
+    wpe = torch.nn.Embedding(9, 6).double()
+    model = fl.serial(fl.PatchEmbedding(4, 6), fl.PositionalEmbedding(9), names=["patch", "wpe"])
+    shape = (-1, 8, 12, 3)
+    x = np.random.default_rng(5).normal(size=(2, 8, 12, 3))
+    sd = {f"patch.{k}": v for k, v in conv.state_dict().items()}
+    sd.update({f"wpe.{k}": v for k, v in wpe.state_dict().items()})
+    params = interop.from_torch_state_dict(model, sd, input_shape=shape)
+    with torch.no_grad():
+        tokens = conv(torch.from_numpy(_nhwc_to_nchw(x))).flatten(2).transpose(1, 2)   # (B, N, f)
+        theirs = (tokens + wpe.weight[:tokens.shape[1]]).numpy()
+    np.testing.assert_allclose(model.apply(params, x)[0], theirs, rtol=1e-10, atol=1e-12)
+    back = interop.to_torch_state_dict(model, params)
+    assert list(back) == list(sd)
+    for name, tensor in sd.items():
+        np.testing.assert_array_equal(back[name], tensor.numpy())

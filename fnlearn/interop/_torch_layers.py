@@ -12,7 +12,10 @@ walks the model: ``serial``/``parallel`` children (``apply.children``) give the 
 - ``BatchNorm`` <-> ``nn.BatchNorm1d``/``2d``: ``weight, bias = scale, offset`` and ``running_mean,
   running_var`` = the state's ``mean, var``.
 - ``LayerNorm`` <-> ``nn.LayerNorm``: ``weight = scale``, ``bias = offset`` (absent with ``bias=False``).
-- ``Embedding`` <-> ``nn.Embedding``: ``weight = embeddings``.
+- ``Embedding`` and ``PositionalEmbedding`` <-> ``nn.Embedding``: ``weight = embeddings`` (nanoGPT's
+  ``wpe`` for the positions: the torch model adds ``wpe.weight[:T]``).
+- ``PatchEmbedding(p, f)`` <-> ``nn.Conv2d(C, f, p, stride=p)``: ``weight = w.reshape(p, p, C,
+  f).transpose(3, 2, 0, 1)`` (the torch model flattens ``(B, f, H/p, W/p)`` to ``(B, N, f)``).
 - ``MultiHeadAttention`` <-> ``nn.MultiheadAttention(batch_first=True)``: ``in_proj_weight = qkv.w.T``
   (rows q, k, v), ``in_proj_bias = qkv.b``, ``out_proj.weight = out.w.T``, ``out_proj.bias = out.b``.
 - ``MLP`` <-> a module with Linear children ``fc`` and ``proj``; ``TransformerBlock`` <-> a module
@@ -86,8 +89,9 @@ def _vectors(prefix: str, tree: str, path: tuple[str, ...], pairs: list[tuple[st
 
 
 def _layer_entries(kind: str, prefix: str, path: tuple[str, ...], p: Params,
-                   order: np.ndarray | None) -> list[_Entry] | None:
-    """The entries of one leaf layer, or None for a layer without a torch counterpart here."""
+                   order: np.ndarray | None, patch: int = 0) -> list[_Entry] | None:
+    """The entries of one leaf layer, or None for a layer without a torch counterpart here
+    (``patch``: PatchEmbedding's patch size)."""
     if kind == "Dense":
         return _linear(prefix, path, p, order)
     if kind in ("Conv2D", "ConvTranspose2D"):
@@ -103,8 +107,14 @@ def _layer_entries(kind: str, prefix: str, path: tuple[str, ...], p: Params,
     if kind == "LayerNorm":
         return _vectors(prefix, "params", path, [(k, t) for k, t in (("scale", "weight"),
                                                                      ("offset", "bias")) if k in p], order)
-    if kind == "Embedding":
+    if kind in ("Embedding", "PositionalEmbedding"):
         return [_Entry(prefix + "weight", "params", path + ("embeddings",), _same, _same)]
+    if kind == "PatchEmbedding":       # w (p * p * C, f), rows (row, column, channel) of a patch
+        (n, f), c = p["w"].shape, int(p["w"].shape[0] // patch ** 2)
+        return [_Entry(prefix + "weight", "params", path + ("w",),
+                       lambda w: w.reshape(patch, patch, c, f).transpose(3, 2, 0, 1),
+                       lambda t: t.transpose(2, 3, 1, 0).reshape(n, f)),
+                _Entry(prefix + "bias", "params", path + ("b",), _same, _same)]
     if kind == "MultiHeadAttention":
         return (_linear(prefix, path + ("qkv",), p["qkv"], None, ("in_proj_weight", "in_proj_bias"))
                 + _linear(prefix + "out_proj.", path + ("out",), p["out"]))
@@ -119,8 +129,8 @@ def _layer_entries(kind: str, prefix: str, path: tuple[str, ...], p: Params,
     return None
 
 
-_SUPPORTED = ("Dense, Conv2D, ConvTranspose2D, BatchNorm, LayerNorm, Embedding, MultiHeadAttention, "
-              "MLP, TransformerBlock, and serial/parallel of them")
+_SUPPORTED = ("Dense, Conv2D, ConvTranspose2D, BatchNorm, LayerNorm, Embedding, PositionalEmbedding, "
+              "PatchEmbedding, MultiHeadAttention, MLP, TransformerBlock, and serial/parallel of them")
 _UNKNOWN = np.empty(0, np.intp)     # "after a Flatten of a feature map whose shape is not known"
 _USES_ORDER = ("Dense", "LayerNorm", "BatchNorm")
 
@@ -171,7 +181,8 @@ def _walk(fn: str, layer: Any, params: Params, state: Any, shape: Any, dtype: An
                          "(e.g. (-1, 28, 28, 1)), or channels_first=False if the torch model flattens "
                          "NHWC maps.")
     prefix = "".join(p + "." for p in path)
-    entries = _layer_entries(name, prefix, path, params, use)
+    patch = int(repr(layer).split("(")[1].split(",")[0]) if name == "PatchEmbedding" else 0
+    entries = _layer_entries(name, prefix, path, params, use, patch)
     if entries is None:
         raise ValueError(f"{fn}: {where} has no torch counterpart here; supported: {_SUPPORTED}. "
                          "Convert its params by hand.")
