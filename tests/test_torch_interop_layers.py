@@ -342,3 +342,19 @@ def test_patch_and_positional_embeddings_match_torch_conv_and_embedding():
     assert list(back) == list(sd)
     for name, tensor in sd.items():
         np.testing.assert_array_equal(back[name], tensor.numpy())
+
+
+def test_recurrent_layers_agree_with_the_rnn_helper():
+    model = fl.serial(fl.Embedding(6, 3), fl.Bidirectional(fl.LSTM(4, return_sequences=True)),
+                      fl.GRU(2, return_sequences=True), fl.SimpleRNN(3), names=["emb", "lstm", "gru", "rnn"])
+    params = _randomized(model.init(np.random.default_rng(0), (-1, 5), input_dtype=np.int64),
+                         np.random.default_rng(1))
+    sd = interop.to_torch_state_dict(model, params)
+    for key in ("lstm", "gru", "rnn"):                # each is a one-layer torch module of its own
+        helper = interop.to_torch_rnn_state_dict(params[key], prefix=key + ".")
+        assert [k for k in sd if k.startswith(key + ".")] == list(helper)
+        for name, value in helper.items():
+            np.testing.assert_array_equal(sd[name], value)
+    assert sd["lstm.weight_hh_l0_reverse"].shape == (16, 4)
+    back = interop.from_torch_state_dict(model, sd, input_shape=(-1, 5), input_dtype=np.int64)
+    _assert_same_tree(back, params)

@@ -18,6 +18,9 @@ walks the model: ``serial``/``parallel`` children (``apply.children``) give the 
   f).transpose(3, 2, 0, 1)`` (the torch model flattens ``(B, f, H/p, W/p)`` to ``(B, N, f)``).
 - ``MultiHeadAttention`` <-> ``nn.MultiheadAttention(batch_first=True)``: ``in_proj_weight = qkv.w.T``
   (rows q, k, v), ``in_proj_bias = qkv.b``, ``out_proj.weight = out.w.T``, ``out_proj.bias = out.b``.
+- ``SimpleRNN``/``LSTM``/``GRU`` <-> a one-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU``
+  (``weight_ih_l0 = w_ih.T``, ...; ``Bidirectional`` adds the ``_reverse`` names), as
+  :func:`fnlearn.interop.to_torch_rnn_state_dict`.
 - ``MLP`` <-> a module with Linear children ``fc`` and ``proj``; ``TransformerBlock`` <-> a module
   with children ``ln_1``, ``attn``, ``ln_2``, ``mlp`` (nanoGPT's names), mapped as above.
 
@@ -118,6 +121,12 @@ def _layer_entries(kind: str, prefix: str, path: tuple[str, ...], p: Params,
     if kind == "MultiHeadAttention":
         return (_linear(prefix, path + ("qkv",), p["qkv"], None, ("in_proj_weight", "in_proj_bias"))
                 + _linear(prefix + "out_proj.", path + ("out",), p["out"]))
+    if kind in ("SimpleRNN", "LSTM", "GRU", "Bidirectional"):   # one single-layer nn.RNN/LSTM/GRU
+        directions = ([("forward", ""), ("backward", "_reverse")] if kind == "Bidirectional"
+                      else [(None, "")])
+        return [_Entry(f"{prefix}{torch}_l0{suffix}", "params", path + ((d,) if d else ()) + (key,),
+                       *((_transposed, _transposed) if key[0] == "w" else (_same, _same)))
+                for d, suffix in directions for key, torch in _RNN_NAMES]
     if kind == "MLP":
         return (_linear(prefix + "fc.", path + ("fc",), p["fc"])
                 + _linear(prefix + "proj.", path + ("proj",), p["proj"]))
@@ -129,8 +138,10 @@ def _layer_entries(kind: str, prefix: str, path: tuple[str, ...], p: Params,
     return None
 
 
+_RNN_NAMES = (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh"))
 _SUPPORTED = ("Dense, Conv2D, ConvTranspose2D, BatchNorm, LayerNorm, Embedding, PositionalEmbedding, "
-              "PatchEmbedding, MultiHeadAttention, MLP, TransformerBlock, and serial/parallel of them")
+              "PatchEmbedding, MultiHeadAttention, MLP, TransformerBlock, SimpleRNN, LSTM, GRU, Bidirectional, and "
+              "serial/parallel of them")
 _UNKNOWN = np.empty(0, np.intp)     # "after a Flatten of a feature map whose shape is not known"
 _USES_ORDER = ("Dense", "LayerNorm", "BatchNorm")
 
