@@ -208,3 +208,23 @@ def named(apply: Callable[..., Any], name: str) -> Callable[..., Any]:
     """Give a layer's ``apply`` a readable ``__qualname__`` (``Dense(128).apply``) for error messages."""
     apply.__qualname__ = f"{name}.apply"
     return apply
+
+
+def projections(name: str, params: Params, x: Array, shapes: dict[str, dict[str, Shape]],
+                keys: tuple[str, ...]) -> None:
+    """Check a layer made of named linear projections (``{"qkv": {"w", "b"}, "out": ...}``).
+
+    ``params`` must have exactly the parts of ``shapes``; each part exactly ``keys`` (``("w", "b")``,
+    or ``("w",)`` without biases), each leaf a float array of ``shapes[part][key]`` in ``x``'s dtype.
+    """
+    if type(params) is not dict or params.keys() != shapes.keys():
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{name}: expected params with keys {sorted(shapes)} (from this layer's init), "
+                         f"got {got}. Were these params initialised for another model?")
+    for part, part_shapes in shapes.items():
+        where = f"{name} ({part})"
+        exact_keys(where, params[part], keys)
+        for key in keys:
+            leaf = param(where, params[part], key, shape=part_shapes[key])
+            if leaf.dtype != x.dtype:
+                same_dtype(name, x, leaf.dtype)

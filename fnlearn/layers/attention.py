@@ -219,18 +219,8 @@ def _check(name: str, params: Params, x: Any, heads: int,
                          "Add the missing axis, e.g. x[None] for a single sequence or x[:, None] for a "
                          "batch of single tokens.")
     d = _width(name, x.shape[-1], heads)
-    if type(params) is not dict or set(params) != {"qkv", "out"}:
-        got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"{name}: expected params with keys ['out', 'qkv'] (from this layer's init), "
-                         f"got {got}. Were these params initialised for another model?")
-    shapes = {"qkv": {"w": (d, 3 * d), "b": (3 * d,)}, "out": {"w": (d, d), "b": (d,)}}
-    for part in ("qkv", "out"):
-        where = f"{name} ({part})"
-        _checks.exact_keys(where, params[part], keys)
-        for key in keys:
-            leaf = _checks.param(where, params[part], key, shape=shapes[part][key])
-            if leaf.dtype != x.dtype:
-                _checks.same_dtype(name, x, leaf.dtype)
+    _checks.projections(name, params, x, {"qkv": {"w": (d, 3 * d), "b": (3 * d,)},
+                                          "out": {"w": (d, d), "b": (d,)}}, keys)
     return params["qkv"], params["out"]
 
 

@@ -17,7 +17,7 @@ from .._kernels import column_sums
 from .._types import Array, Layer, Params, Shape, resolve_dtype
 from ..initializers import Initializer, lecun_normal, zeros
 from .activations import Gelu
-from .attention import MultiHeadAttention, cached_self_attention
+from .attention import MultiHeadAttention
 from .norm import LayerNorm
 from .shape import Dropout
 
@@ -217,16 +217,6 @@ def _check_mlp(name: str, params: Params, x: Any, hidden: int,
     _checks.float_array(name, x)
     _checks.min_rank(name, x, 2, "(batch, ..., features)")
     d = x.shape[-1]
-    if type(params) is not dict or set(params) != {"fc", "proj"}:
-        got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"{name}: expected params with keys ['fc', 'proj'] (from this layer's init), "
-                         f"got {got}. Were these params initialised for another model?")
-    shapes = {"fc": {"w": (d, hidden), "b": (hidden,)}, "proj": {"w": (hidden, d), "b": (d,)}}
-    for part in ("fc", "proj"):
-        where = f"{name} ({part})"
-        _checks.exact_keys(where, params[part], keys)
-        for key in keys:
-            leaf = _checks.param(where, params[part], key, shape=shapes[part][key])
-            if leaf.dtype != x.dtype:
-                _checks.same_dtype(name, x, leaf.dtype)
+    _checks.projections(name, params, x, {"fc": {"w": (d, hidden), "b": (hidden,)},
+                                          "proj": {"w": (hidden, d), "b": (d,)}}, keys)
     return params["fc"], params["proj"]
