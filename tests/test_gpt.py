@@ -173,3 +173,22 @@ def test_generate_errors():
         fl.models.generate(model, params, np.array([[1]]), 2, temperature=-1.0)
     with pytest.raises(ValueError, match="top_k"):
         fl.models.generate(model, params, np.array([[1]]), 2, top_k=0, rng=np.random.default_rng(0))
+
+
+def test_value_and_grad_and_train_step_take_integer_ids():
+    model = _model(n_layer=1)
+    params = model.init(np.random.default_rng(0), (-1, 8), dtype=np.float64)
+    ids, targets = np.array([[1, 2, 3, 4]]), np.array([[2, 3, 4, -100]])  # the last position ignored
+    loss, grads = fl.value_and_grad(model.apply, fl.losses.softmax_cross_entropy)(params, ids, targets)
+    logits, vjp = model.apply(params, ids)
+    value, dlogits = fl.losses.softmax_cross_entropy(logits, targets)
+    assert loss == value
+    want, _ = vjp(dlogits)
+    for (path, a), (_, b) in zip(fl.tree.tree_flatten_with_path(grads)[0], fl.tree.tree_flatten_with_path(want)[0]):
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    opt = fl.optim.sgd(0.1)
+    step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
+    new_params, _, step_loss = step(params, opt.init(params), ids, targets)
+    assert step_loss == value
+    np.testing.assert_allclose(new_params["wte"]["embeddings"],
+                               params["wte"]["embeddings"] - 0.1 * want["wte"]["embeddings"], rtol=1e-12)
