@@ -228,3 +228,11 @@ def projections(name: str, params: Params, x: Array, shapes: dict[str, dict[str,
             leaf = param(where, params[part], key, shape=part_shapes[key])
             if leaf.dtype != x.dtype:
                 same_dtype(name, x, leaf.dtype)
+
+
+def dropout_rng(name: str, rng: Any) -> np.random.Generator:
+    """``rng`` for a layer that drops out in training; the ValueError of :func:`fnlearn.Dropout` otherwise."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{name}: train=True with dropout needs rng=np.random.default_rng(seed) (got "
+                         f"{type(rng).__name__}); pass train=False for evaluation.")
+    return rng

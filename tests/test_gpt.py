@@ -92,8 +92,11 @@ def test_gpt_dropout_needs_rng_and_is_deterministic_given_it():
     e, _ = model.apply(params, ids)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, e)
-    with pytest.raises(TypeError, match="rng"):
+    with pytest.raises(ValueError, match="train=True with dropout needs rng"):
         model.apply(params, ids, train=True)
+    with pytest.raises(ValueError, match=r"gpt\(.*dropout.*must be in \[0, 1\)"):
+        _model(dropout=1.0)
+    assert repr(model) == "gpt(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.2)"
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -192,3 +195,29 @@ def test_value_and_grad_and_train_step_take_integer_ids():
     assert step_loss == value
     np.testing.assert_allclose(new_params["wte"]["embeddings"],
                                params["wte"]["embeddings"] - 0.1 * want["wte"]["embeddings"], rtol=1e-12)
+
+
+def test_blocks_are_found_by_key_whatever_their_order():
+    model = _model(n_layer=12)
+    params = model.init(np.random.default_rng(0), (-1, 8))
+    shuffled = dict(params, h={k: params["h"][k] for k in sorted(params["h"])})  # '0', '1', '10', ...
+    ids = np.array([[1, 2, 3]])
+    np.testing.assert_array_equal(model.apply(shuffled, ids)[0], model.apply(params, ids)[0])
+
+
+def test_a_tiny_temperature_is_greedy_not_token_zero():
+    from fnlearn.models._generate import _pick
+    logits = np.array([[1.0, 5.0, 2.0], [3.0, -1.0, 0.0]])
+    with np.errstate(all="raise"):
+        np.testing.assert_array_equal(_pick(logits, 1e-308, None, np.random.default_rng(0)), [1, 0])
+
+
+def test_generate_crops_other_models_with_block_size():
+    model = _model(block_size=4)
+    params = model.init(np.random.default_rng(0), (-1, 4))
+    wrapped = fl.Layer(model.init, lambda p, x, **kw: model.apply(p, x, **kw))  # no kv_decoder
+    prompt = np.array([[1, 2]])
+    with pytest.raises(ValueError, match="block_size is 4"):
+        fl.models.generate(wrapped, params, prompt, 5, temperature=0.0)
+    out = fl.models.generate(wrapped, params, prompt, 5, temperature=0.0, block_size=4)
+    np.testing.assert_array_equal(out, fl.models.generate(model, params, prompt, 5, temperature=0.0))

@@ -189,10 +189,7 @@ def _causal_bias(t: int, dtype: np.dtype) -> Array:
 
 
 def _dropout_mask(name: str, rng: Any, shape: Shape, dtype: np.dtype, rate: float) -> Array:
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"{name}: train=True with dropout needs rng=np.random.default_rng(seed) "
-                         f"(got {type(rng).__name__}); pass train=False for evaluation.")
-    keep = rng.random(shape) >= rate  # drawn in float64: the same mask for either dtype
+    keep = _checks.dropout_rng(name, rng).random(shape) >= rate  # float64 draws: one mask for either dtype
     return keep * dtype.type(1.0 / (1.0 - rate))
 
 

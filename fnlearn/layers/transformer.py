@@ -163,7 +163,7 @@ def TransformerBlock(num_heads: int, *, causal: bool = False, bias: bool = True,
         if x.ndim != 3:
             raise ValueError(f"{name}: expected x of shape (batch, time, features), got shape {x.shape}.")
         dropping = train and rate > 0.0
-        r = _checks.generator(name, rng).spawn(3) if dropping else [None] * 3
+        r = _checks.dropout_rng(name, rng).spawn(3) if dropping else [None] * 3
         mlp = make_mlp(x.shape[-1])
         h, ln_1_vjp = _child(name, "ln_1", ln, params, x, None, train)
         h, attn_vjp = _child(name, "attn", attn, params, h, r[0], train)

@@ -13,13 +13,14 @@ __all__ = ["generate"]
 
 def generate(model: Layer, params: Params, idx: Array, max_new_tokens: int, *,
              temperature: float = 1.0, top_k: int | None = None, rng: np.random.Generator | None = None,
-             use_cache: bool = True) -> Array:
+             use_cache: bool = True, block_size: int | None = None) -> Array:
     """Extend each row of ``idx`` by ``max_new_tokens`` tokens sampled from ``model``.
 
     nanoGPT's ``GPT.generate``: the logits of the last position are divided by ``temperature``, cut to
     the ``top_k`` largest (if given), turned into probabilities and sampled from with ``rng``.
     ``temperature=0`` picks the most likely token instead (greedy decoding; no ``rng`` needed). The
-    context is cropped to the model's last ``block_size`` tokens.
+    context is cropped to the last ``block_size`` tokens: the model's own (:func:`fnlearn.models.gpt`
+    records it), or the ``block_size`` argument for other models (without either, nothing is cropped).
 
     With ``use_cache=True`` and a model that has a key/value decoder (:func:`fnlearn.models.gpt`), the
     prompt is run once and each new token costs one position per block; once the sequence is longer
@@ -36,6 +37,7 @@ def generate(model: Layer, params: Params, idx: Array, max_new_tokens: int, *,
         top_k: keep only the ``top_k`` most likely tokens before sampling.
         rng: a ``numpy.random.Generator``; required when sampling.
         use_cache: use the model's key/value cache when it has one.
+        block_size: the longest context the model takes; default the model's own.
 
     Returns:
         int64 ids ``(B, T0 + max_new_tokens)``: the prompt followed by the new tokens.
@@ -53,7 +55,7 @@ def generate(model: Layer, params: Params, idx: Array, max_new_tokens: int, *,
     """
     idx, steps, temp, k = _check(model, idx, max_new_tokens, temperature, top_k, rng)
     info = getattr(model.apply, "kv_decoder", None)
-    block = getattr(info, "block_size", None)
+    block = getattr(info, "block_size", None) if block_size is None else _positive(block_size)
     decoder = info if use_cache else None
     out = np.empty((idx.shape[0], idx.shape[1] + steps), np.int64)
     out[:, :idx.shape[1]] = idx
@@ -81,7 +83,9 @@ def _pick(logits: Array, temperature: float, top_k: int | None, rng: Any) -> Arr
     logits = np.asarray(logits, np.float64)
     if temperature == 0.0:
         return logits.argmax(axis=-1)
-    logits = logits / temperature
+    # shifted first: a tiny temperature then gives -inf for the others, never inf - inf = NaN
+    with np.errstate(over="ignore"):
+        logits = (logits - logits.max(axis=-1, keepdims=True)) / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = np.partition(logits, -top_k, axis=-1)[:, -top_k][:, None]
         logits = np.where(logits < kth, -np.inf, logits)
@@ -89,6 +93,12 @@ def _pick(logits: Array, temperature: float, top_k: int | None, rng: Any) -> Arr
     cdf = np.cumsum(probs, axis=-1)
     u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(axis=-1), logits.shape[-1] - 1)
+
+
+def _positive(block_size: Any) -> int:
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"generate: block_size must be None or a positive int, got {block_size!r}.")
+    return int(block_size)
 
 
 def _check(model: Any, idx: Any, max_new_tokens: Any, temperature: Any, top_k: Any,

@@ -63,7 +63,9 @@ def gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int
         >>> grads["wte"]["embeddings"].shape, dx
         ((11, 16), None)
     """
-    name = f"gpt(vocab_size={vocab_size}, block_size={block_size}, n_layer={n_layer}, n_head={n_head}, n_embd={n_embd})"
+    name = (f"gpt(vocab_size={vocab_size}, block_size={block_size}, n_layer={n_layer}, n_head={n_head}, "
+            f"n_embd={n_embd}" + (f", dropout={dropout}" if dropout else "") + ("" if bias else ", bias=False")
+            + (f", gelu_approximate={gelu_approximate!r}" if gelu_approximate else "") + ")")
     for what, value in (("vocab_size", vocab_size), ("block_size", block_size), ("n_layer", n_layer),
                         ("n_head", n_head), ("n_embd", n_embd)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -73,6 +75,9 @@ def gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int
         raise ValueError(f"{name}: n_embd = {d} is not divisible by n_head = {heads}. Choose n_embd a "
                          f"multiple of n_head (nanoGPT requires the same).")
     rate = float(dropout)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{name}: dropout is the probability of dropping and must be in [0, 1), got "
+                         f"{dropout!r}.")
     std = 0.02
     block_layer = TransformerBlock(heads, causal=True, bias=bias, dropout=rate,
                                    gelu_approximate=gelu_approximate, w_init=normal(std),
@@ -99,7 +104,7 @@ def gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int
         wte, wpe = _check(name, params, ids, vocab, block, d, keys)
         n, t = ids.shape
         dropping = train and rate > 0.0
-        rngs = _checks.generator(name, rng).spawn(layers + 1) if dropping else [None] * (layers + 1)
+        rngs = _checks.dropout_rng(name, rng).spawn(layers + 1) if dropping else [None] * (layers + 1)
         x = wte[ids]
         x += wpe[:t]
         drop_vjp = None
@@ -215,7 +220,7 @@ def _check(name: str, params: Params, ids: Any, vocab: int, block: int, d: int,
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f"{name}: expected params with keys ['h', 'ln_f', 'wpe', 'wte'] (from this "
                          f"model's init), got {got}.")
-    if type(params["h"]) is not dict or list(params["h"]) != keys:
+    if type(params["h"]) is not dict or params["h"].keys() != set(keys):
         got = list(params["h"]) if isinstance(params["h"], dict) else type(params["h"]).__name__
         raise ValueError(f"{name}: expected params['h'] with the blocks {keys}, got {got}.")
     wte = _checks.param(f"{name} (wte)", params["wte"], "embeddings", shape=(vocab, d))
