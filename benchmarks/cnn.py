@@ -23,6 +23,9 @@ import numpy as np
 
 import fnlearn as fl
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,12 +79,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.malloc == "reuse" and not fl.reuse_freed_memory():
         print("fl.reuse_freed_memory() changed nothing here (not glibc)")
-    if args.threads:
-        try:
-            from threadpoolctl import threadpool_limits
-            threadpool_limits(args.threads)
-        except ImportError:
-            print("threadpoolctl is not installed: BLAS keeps its default threads (pip install threadpoolctl)")
+    measure.limit_threads(args.threads)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch_size * args.steps, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, len(x))

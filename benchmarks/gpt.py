@@ -18,16 +18,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 import fnlearn as fl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
@@ -72,18 +73,6 @@ def torch_step(args: argparse.Namespace) -> Callable[[np.ndarray, np.ndarray], f
     return run
 
 
-def blas_info() -> str:
-    env = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-                    if k in os.environ) or "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
-    try:
-        from threadpoolctl import threadpool_info
-        pools = [f"{p.get('internal_api')} {p.get('version')} kernel {p.get('architecture')} "
-                 f"threads {p.get('num_threads')}" for p in threadpool_info() if p.get("user_api") == "blas"]
-    except ImportError:
-        pools = ["threadpoolctl not installed: kernel unknown"]
-    return f"{env}; numpy BLAS: {'; '.join(pools)}"
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -98,12 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     if args.malloc == "reuse":
         fl.reuse_freed_memory()
-    if args.threads:
-        try:
-            from threadpoolctl import threadpool_limits
-            threadpool_limits(args.threads)
-        except ImportError:
-            print("threadpoolctl is not installed: BLAS keeps its default threads")
+    measure.limit_threads(args.threads)
     rng = np.random.default_rng(0)
     n = args.batch_size * args.steps
     x = rng.integers(0, CONFIG["vocab_size"], (n, CONFIG["block_size"]))
@@ -119,30 +103,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             contestants["torch"] = torch_step(args)
         except ImportError:
             print("torch is not installed: timing fnlearn only (pip install torch==2.13.0)")
-    for step in contestants.values():  # warm-up
-        for i in range(3):
-            step(x[:args.batch_size], y[:args.batch_size])
-    times: dict[str, list[float]] = {name: [] for name in contestants}
-    for _ in range(args.rounds):
-        for name, step in contestants.items():
-            start = time.perf_counter()
+    def block(step: Callable[..., float]) -> Callable[[], None]:
+        def run() -> None:
             for i in range(args.steps):
                 s = slice(i * args.batch_size, (i + 1) * args.batch_size)
                 step(x[s], y[s])
-            times[name].append((time.perf_counter() - start) / args.steps)
+        return run
+
+    for step in contestants.values():  # warm-up
+        for i in range(3):
+            step(x[:args.batch_size], y[:args.batch_size])
+    machine = measure.machine_info()
+    rounds = measure.interleaved({name: block(step) for name, step in contestants.items()}, args.rounds)
+    times = {name: [t / args.steps for t in ts] for name, ts in rounds.items()}
     threads = args.threads or "default"
+    blas = measure.blas_line(machine)
     print(f"GPT training step (nanoGPT CPU config: 4 layers, 4 heads, 128 wide, block 64, batch "
           f"{args.batch_size}, float32, AdamW + clipping); median of {args.rounds} interleaved rounds "
           f"of {args.steps} steps; threads: {threads}; malloc: {args.malloc}")
-    print(blas_info())
-    results: dict[str, Any] = {"threads": threads, "blas": blas_info(), "ms_per_step": {}}
+    print(blas)
+    results: dict[str, Any] = {"threads": threads, "blas": blas, "ms_per_step": {}}
     for name, ts in times.items():
         t = statistics.median(ts)
         results["ms_per_step"][name] = 1e3 * t
         print(f"{name:<8} {1e3 * t:7.1f} ms/step  (rounds: {', '.join(f'{1e3 * v:.1f}' for v in ts)})")
     if len(times) == 2:
-        ratios = [b / a for a, b in zip(times["fnlearn"], times["torch"])]
-        results["speedup"] = statistics.median(ratios)
+        results["speedup"] = measure.median_ratio(times["torch"], times["fnlearn"])
         print(f"fnlearn speed relative to torch (median of per-round torch/fnlearn): "
               f"{results['speedup']:.2f}x")
     if args.json:

@@ -28,8 +28,9 @@ process running both models in turn; they are not a benchmark of speed (see issu
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -49,13 +50,18 @@ CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dro
 
 
 def nanogpt_lr(it: int, c: dict[str, Any] = CONFIG) -> float:
-    """nanoGPT's ``get_lr(it)`` in train.py: the learning rate of iteration ``it`` (0 first)."""
-    if it < c["warmup_iters"]:
-        return c["learning_rate"] * (it + 1) / (c["warmup_iters"] + 1)
-    if it > c["lr_decay_iters"]:
-        return c["min_lr"]
-    ratio = (it - c["warmup_iters"]) / (c["lr_decay_iters"] - c["warmup_iters"])
-    return c["min_lr"] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (c["learning_rate"] - c["min_lr"])
+    """nanoGPT's ``get_lr(it)`` in train.py (the example's schedule): the learning rate of iteration
+    ``it`` (0 first)."""
+    return _example().nanogpt_lr(c["learning_rate"], c["min_lr"], c["warmup_iters"], c["lr_decay_iters"])(it)
+
+
+@functools.lru_cache(maxsize=1)
+def _example() -> Any:
+    """examples/shakespeare_gpt.py, which writes nanoGPT's schedule once for both."""
+    spec = importlib.util.spec_from_file_location("shakespeare_gpt", ROOT / "examples" / "shakespeare_gpt.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def clip_grad_norm_as_torch(max_norm: float) -> optim.Optimizer:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fnlearn as fl  # noqa: E402
 import measure  # noqa: E402
-from measure import blas_info, interleaved, loadavg, machine_info, median_ratio  # noqa: E402
+from measure import interleaved, loadavg, machine_info, median_ratio  # noqa: E402
 
 HIDDEN, STEPS, FEATURES, CLASSES = 128, 28, 28, 10
 
@@ -84,12 +84,7 @@ def main(argv=None) -> dict:
     measure.use_clock(args.clock)
     if args.malloc == "reuse" and not fl.reuse_freed_memory():
         print("fl.reuse_freed_memory() changed nothing here (not glibc)")
-    if args.threads:
-        try:
-            from threadpoolctl import threadpool_limits
-            threadpool_limits(args.threads)
-        except ImportError:
-            print("threadpoolctl is not installed: BLAS keeps its default threads (pip install threadpoolctl)")
+    measure.limit_threads(args.threads)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch_size * args.steps, STEPS, FEATURES), dtype=np.float32)
     y = rng.integers(0, CLASSES, len(x))
@@ -117,9 +112,7 @@ def main(argv=None) -> dict:
     print(f"row-MNIST LSTM({HIDDEN}) + Dense({CLASSES}) training step, batch {args.batch_size}, T {STEPS}, "
           f"F {FEATURES}, float32, Adam; median of {args.rounds} interleaved rounds of {args.steps} steps; "
           f"clock: {args.clock}; malloc: {args.malloc}")
-    print(f"BLAS threads: {args.threads or 'default'}; " + "; ".join(f"{k}={v}" for k, v in machine["env"].items())
-          + "; BLAS: " + ", ".join(f"{b['library']} {b['version']} kernel {b['kernel']} ({b['threads']} threads)"
-                                   for b in blas_info()))
+    print(f"BLAS threads: {args.threads or 'default'}; " + measure.blas_line(machine))
     print(f"cpu: {machine['cpu']} ({machine['cores']} cores); load average at start {machine['loadavg_start']}, "
           f"at end {loadavg()}")
     print(f"{'contestant':<10} {'ms/step':>8} {'samples/s':>10} {'epoch (60k), s':>15}")

@@ -142,3 +142,22 @@ def loadavg() -> str:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+def limit_threads(n: int | None) -> None:
+    """Limit the BLAS libraries of this process to ``n`` threads (threadpoolctl); nothing for None."""
+    if not n:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("threadpoolctl is not installed: BLAS keeps its default threads (pip install threadpoolctl)")
+        return
+    threadpool_limits(n)
+
+
+def blas_line(machine: dict[str, Any]) -> str:
+    """One line: the BLAS override variables and which BLAS library, kernel and threads ran."""
+    return ("; ".join(f"{k}={v}" for k, v in machine["env"].items()) + "; BLAS: "
+            + ", ".join(f"{b['library']} {b['version']} kernel {b['kernel']} ({b['threads']} threads)"
+                        for b in blas_info()))

@@ -29,6 +29,7 @@ import fnlearn as fl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mnist_mlp as mlp  # the sibling example: BLAS threads
+from shakespeare_gpt import estimate_loss  # the sibling example: nanoGPT's estimate_loss
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -114,19 +115,6 @@ def sample(params: Any, corpus: Any, prompt: str, n: int, *, temperature: float 
         ids = rng.choice(corpus.vocab_size, size=(1, 1), p=p / p.sum())
         out.append(int(ids[0, 0]))
     return prompt + corpus.decode(np.array(out, dtype=np.int64))
-
-
-def estimate_loss(model: fl.Layer, params: Any, corpus: Any, args: argparse.Namespace,
-                  rng: np.random.Generator) -> dict[str, float]:
-    """The mean loss over ``eval_iters`` random batches of each split (nanoGPT's ``estimate_loss``)."""
-    out = {}
-    for split in ("train", "val"):
-        losses = []
-        for _ in range(args.eval_iters):
-            x, y = corpus.get_batch(split, args.batch_size, args.block_size, rng)
-            losses.append(fl.losses.softmax_cross_entropy(model.apply(params, x)[0], y)[0])
-        out[split] = float(np.mean(losses))
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

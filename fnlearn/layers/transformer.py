@@ -7,6 +7,7 @@ adds the residual cotangent: ``dx = dy + d(branch)``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,7 @@ def TransformerBlock(num_heads: int, *, causal: bool = False, bias: bool = True,
             + ("" if bias else ", bias=False") + (f", dropout={rate}" if rate else "") + ")")
     child_names = ("ln_1", "attn", "ln_2", "mlp")
 
+    @functools.lru_cache(maxsize=8)
     def make_mlp(d: int) -> Layer:
         return MLP(ratio * d, bias=bias, gelu_approximate=gelu_approximate, w_init=w_init,
                    out_init=out_init)
@@ -165,13 +167,13 @@ def TransformerBlock(num_heads: int, *, causal: bool = False, bias: bool = True,
         dropping = train and rate > 0.0
         r = _checks.dropout_rng(name, rng).spawn(3) if dropping else [None] * 3
         mlp = make_mlp(x.shape[-1])
-        h, ln_1_vjp = _child(name, "ln_1", ln, params, x, None, train)
-        h, attn_vjp = _child(name, "attn", attn, params, h, r[0], train)
+        h, ln_1_vjp = apply_child(name, "ln_1", ln, params["ln_1"], x, None, train)
+        h, attn_vjp = apply_child(name, "attn", attn, params["attn"], h, r[0], train)
         h, drop_1_vjp = drop.apply({}, h, rng=r[1], train=True) if dropping else (h, None)
         x1 = h
         x1 += x
-        h, ln_2_vjp = _child(name, "ln_2", ln, params, x1, None, train)
-        h, mlp_vjp = _child(name, "mlp", mlp, params, h, None, train)
+        h, ln_2_vjp = apply_child(name, "ln_2", ln, params["ln_2"], x1, None, train)
+        h, mlp_vjp = apply_child(name, "mlp", mlp, params["mlp"], h, None, train)
         h, drop_2_vjp = drop.apply({}, h, rng=r[2], train=True) if dropping else (h, None)
         y = h
         y += x1
@@ -197,11 +199,12 @@ def TransformerBlock(num_heads: int, *, causal: bool = False, bias: bool = True,
     return Layer(init, _checks.named(apply, name))
 
 
-def _child(name: str, key: str, layer: Layer, params: Params, x: Array, rng: Any,
-           train: bool) -> tuple[Array, Any]:
-    """``layer.apply(params[key], x)``, its errors prefixed with the block's name and the child's key."""
+def apply_child(name: str, key: str, layer: Layer, params: Params, x: Array, rng: Any,
+                train: bool) -> tuple[Array, Any]:
+    """``layer.apply(params, x)`` for a child of a composite layer (a block, a model), its errors
+    prefixed with the composite's name and the child's key."""
     try:
-        return layer.apply(params[key], x, rng=rng, train=train)
+        return layer.apply(params, x, rng=rng, train=train)
     except (ValueError, TypeError) as err:
         raise type(err)(f"{name} ({key}): {err}") from err
 

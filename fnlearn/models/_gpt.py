@@ -21,7 +21,7 @@ from ..initializers import normal
 from ..layers.attention import cached_self_attention
 from ..layers.norm import LayerNorm
 from ..layers.shape import Dropout
-from ..layers.transformer import MLP, TransformerBlock
+from ..layers.transformer import MLP, TransformerBlock, apply_child
 
 __all__ = ["gpt", "KVDecoder"]
 
@@ -112,9 +112,9 @@ def gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int
             x, drop_vjp = drop.apply({}, x, rng=rngs[-1], train=True)
         block_vjps = []
         for i, key in enumerate(keys):
-            x, v = _child(name, f"h/{key}", block_layer, params["h"][key], x, rngs[i], train)
+            x, v = apply_child(name, f"h/{key}", block_layer, params["h"][key], x, rngs[i], train)
             block_vjps.append(v)
-        h, ln_f_vjp = _child(name, "ln_f", ln_f, params["ln_f"], x, None, train)
+        h, ln_f_vjp = apply_child(name, "ln_f", ln_f, params["ln_f"], x, None, train)
         h2 = h.reshape(n * t, d)
         logits = (h2 @ wte.T).reshape(n, t, vocab)
 
@@ -185,14 +185,6 @@ def _kv_decoder(name: str, vocab: int, block: int, keys: list[str], heads: int, 
         return h[:, 0] @ wte.T
 
     return KVDecoder(block, new_cache, step)
-
-
-def _child(name: str, key: str, layer: Layer, params: Params, x: Array, rng: Any,
-           train: bool) -> tuple[Array, Any]:
-    try:
-        return layer.apply(params, x, rng=rng, train=train)
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"{name} ({key}): {err}") from err
 
 
 def _check_length(name: str, t: int, block: int) -> None:
