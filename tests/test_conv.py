@@ -140,6 +140,38 @@ def test_conv_transpose_passes_the_layer_battery(case):
     case.check_layer()
 
 
+@given(config=conv_configs, size=st.tuples(st.integers(5, 8), st.integers(5, 8)),
+       batch=st.integers(2, 5), chunk=st.integers(1, 3), seed=fst.seeds())
+def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size, batch, chunk, seed):
+    """Large batches run chunk by chunk (``_windows.batch_chunk``); force chunks of ``chunk``
+    examples on a small case: the output equals the loop reference, the VJP equals the one-chunk VJP
+    and passes the finite-difference check."""
+    from fnlearn.layers import _windows
+    layer = fl.Conv2D(3, **config)
+    rng = np.random.default_rng(seed)
+    params = layer.init(rng, (-1, *size, 2), dtype=np.float64)
+    x = rng.standard_normal((batch, *size, 2))
+    y_one, vjp_one = layer.apply(params, x)
+    dy = rng.standard_normal(y_one.shape)
+    d_one, dx_one = vjp_one(dy)
+    k = _pair(config["kernel_size"])
+    rows = y_one.shape[1] * y_one.shape[2] * k[0] * k[1] * 2 * 8
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_windows, "CHUNK_BYTES", rows * chunk)
+        assert _windows.batch_chunk(batch, rows) == min(chunk, batch)
+        y, vjp = layer.apply(params, x)
+    pads = _pads(config["padding"], size, k, _pair(config["stride"]), _pair(config["dilation"]))
+    want = reference_conv(x, params["w"], params["b"], _pair(config["stride"]), pads,
+                          _pair(config["dilation"]))
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    d, dx = vjp(dy)
+    np.testing.assert_allclose(dx, dx_one, rtol=1e-12, atol=1e-12)
+    for key in ("w", "b"):
+        np.testing.assert_allclose(d[key], d_one[key], rtol=1e-12, atol=1e-12)
+    assert vjp(dy, compute_dx=False)[1] is None
+    check_vjp(layer.apply, params, x)
+
+
 def test_conv2d_gradients_of_a_known_case():
     # One 2x2 input, a 1x1 kernel of 2 and bias 1: y = 2 x + 1, dw = sum(x * dy), dx = 2 dy.
     layer = fl.Conv2D(1, 1, w_init=fl.initializers.constant(2.0), b_init=fl.initializers.ones)

@@ -4,8 +4,14 @@ Both layers are one matrix product on windows: :func:`fnlearn.layers._windows.im
 input into rows of ``kh * kw * C`` entries and the kernel ``(kh, kw, in, out)`` becomes a
 ``(kh * kw * in, out)`` matrix. The VJP reuses those rows for the kernel gradient and adds the input
 cotangent back with one strided add per kernel tap (``col2im``; for ``Conv2D`` from tap-major blocks
-of one batched product, so each add runs over contiguous rows), so no Python loop runs over positions
-or examples. ``Conv2D`` computes a cross-correlation, as PyTorch, JAX and TensorFlow do.
+of one batched product, so each add runs over contiguous rows), so no Python loop runs over positions.
+``Conv2D`` computes a cross-correlation, as PyTorch, JAX and TensorFlow do.
+
+``Conv2D`` runs a large batch in chunks of examples (:func:`fnlearn.layers._windows.batch_chunk`, about
+4 MiB of window rows each): each chunk's rows are written, multiplied and (in the VJP) written again
+while they are in the CPU's cache, and the VJP rebuilds them instead of keeping the whole batch's rows
+from the forward pass. On PyTorch's MNIST example network this is 6-13% off the training step and
+42 MB less memory held between the passes (``benchmarks/cnn.py``; docs/perf.md).
 """
 
 from __future__ import annotations
@@ -104,8 +110,9 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
 
     Shapes: ``x`` is ``(batch, H, W, in)``; ``y`` is ``(batch, OH, OW, out)`` with
     ``OH = (H + pad_top + pad_bottom - dh * (kh - 1) - 1) // sh + 1`` (likewise ``OW``). The forward
-    pass and the kernel gradient are one matrix product each; the input cotangent is one more plus
-    ``kh * kw`` strided adds, all skipped with ``compute_dx=False``.
+    pass and the kernel gradient are one matrix product each per chunk of examples (module docstring);
+    the input cotangent is one more plus ``kh * kw`` strided adds, all skipped with
+    ``compute_dx=False``.
 
     Example:
         >>> import numpy as np, fnlearn as fl
@@ -131,26 +138,46 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
         w, b = _check_input(name, params, x, kernel, out_channels)
         g = _windows.geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
-        xp = _windows.pad(x, g.pads)
-        cols = _windows.im2col(xp, g)
+        n, c_in = x.shape[0], x.shape[3]
         w2 = w.reshape(-1, out_channels)
-        y2 = cols @ w2
-        y2 += b
-        y = y2.reshape(x.shape[0], *g.out, out_channels)
+        rows = g.out[0] * g.out[1]  # window rows per example
+        step = _windows.batch_chunk(n, rows * w2.shape[0] * x.itemsize)
+        chunks = [slice(s, min(s + step, n)) for s in range(0, n, step)] or [slice(0, 0)]
+        y = np.empty((n, *g.out, out_channels), x.dtype)
+        y2 = y.reshape(-1, out_channels)
+        buf = np.empty(min(step, n) * rows * w2.shape[0], x.dtype)
+        for c in chunks:  # im2col, product and bias while the chunk's rows are in cache
+            cols = _windows.im2col(_windows.pad(x[c], g.pads), g, out=buf)
+            out = y2[c.start * rows:c.stop * rows]
+            np.matmul(cols, w2, out=out)
+            out += b
+        kept = cols if len(chunks) == 1 else None  # one chunk: keep its rows for the VJP
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
             _checks.cotangent(name, dy, y.shape, y.dtype)
             dy2 = dy.reshape(-1, out_channels)
             dw = np.empty(w.shape, dy2.dtype)  # owns its memory (train_step can add into it)
-            np.matmul(cols.T, dy2, out=dw.reshape(-1, out_channels))
+            dw2 = dw.reshape(-1, out_channels)
             dparams = {"w": dw, "b": column_sums(dy2)}
-            if not compute_dx:
-                return dparams, None
-            # one batched product straight into tap-major blocks (kh * kw, N, OH, OW, in)
-            w_taps = w.transpose(0, 1, 3, 2).reshape(-1, out_channels, x.shape[3])
-            dcols = np.matmul(dy2, w_taps).reshape(len(w_taps), *y.shape[:3], x.shape[3])
-            dxp = _windows.col2im_taps(dcols, g, xp.shape)
-            return dparams, np.ascontiguousarray(_windows.crop(dxp, g.pads))
+            if compute_dx:
+                dx = np.empty(x.shape, x.dtype)
+                # one batched product per chunk straight into tap-major blocks (kh * kw, n, OH, OW, in)
+                w_taps = w.transpose(0, 1, 3, 2).reshape(-1, out_channels, c_in)
+                dx_buf = np.empty((min(step, n), *(d + lo + hi for d, (lo, hi) in
+                                                   zip(x.shape[1:3], g.pads)), c_in), x.dtype)
+            for i, c in enumerate(chunks):
+                xp = _windows.pad(x[c], g.pads)
+                cols = kept if kept is not None else _windows.im2col(xp, g, out=buf)
+                dyc = dy2[c.start * rows:c.stop * rows]
+                if i == 0:
+                    np.matmul(cols.T, dyc, out=dw2)
+                else:
+                    dw2 += cols.T @ dyc
+                if compute_dx:
+                    dcols = np.matmul(dyc, w_taps).reshape(len(w_taps), xp.shape[0], *g.out, c_in)
+                    dxp = _windows.col2im_taps(dcols, g, xp.shape, out=dx_buf[:xp.shape[0]])
+                    dx[c] = _windows.crop(dxp, g.pads)
+            return dparams, (dx if compute_dx else None)
 
         return y, vjp
 
