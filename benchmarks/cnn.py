@@ -1,13 +1,20 @@
-"""Training-step time of the MNIST CNN of examples/mnist_cnn.py: fnlearn against PyTorch eager.
+"""Training-step time of a convolutional network: fnlearn against PyTorch eager, same init and batches.
 
-The same network (``cnn_model()``: Conv2D(32, 3, "same") -> Relu -> MaxPool2D(2) -> Conv2D(64, 3, "same")
--> Relu -> MaxPool2D(2) -> Flatten -> Dense(128) -> Relu -> Dense(10)), the same float32 batches, Adam,
-softmax cross-entropy;
-the two contestants alternate step blocks (A B A B ...) so drift cancels, and the medians of the rounds
-are reported, with the epoch time they imply (60,000 images).
+The default network is PyTorch's own MNIST example (pytorch/examples ``mnist/main.py``) without its
+dropout: Conv2D(32, 3) -> Relu -> Conv2D(64, 3) -> Relu -> MaxPool2D(2) -> Flatten -> Dense(128) ->
+Relu -> Dense(10), "valid" convolutions, batch 64, float32, softmax cross-entropy, SGD with lr 0.01 and
+momentum 0.9. ``--model example`` times the CNN of ``examples/mnist_cnn.py`` (``cnn_model()``) instead.
 
-    python3 benchmarks/cnn.py                       # the machine's BLAS settings
-    python3 benchmarks/cnn.py --threads 1 --rounds 3
+Both libraries start from the same weights (fnlearn's init, given to torch with
+``interop.to_torch_state_dict``) and see the same batches: MNIST training images normalised as the
+PyTorch example does, read from ``--data-dir`` / ``$FNLEARN_DATA_DIR`` (random images when the files
+are not there, with a note). They run in alternating blocks of ``--steps`` steps (A B, B A, ...), so
+OpenBLAS's spinning threads and machine drift fall on both; the medians of the blocks are reported,
+and each library's loss trajectory: its first loss and its mean loss over steps 150-200.
+
+    python3 benchmarks/cnn.py                  # the machine's default threads
+    python3 benchmarks/cnn.py --threads 1
+    python3 benchmarks/cnn.py --malloc reuse   # after fl.reuse_freed_memory(), as the examples do
 """
 
 from __future__ import annotations
@@ -16,47 +23,71 @@ import argparse
 import importlib.util
 import statistics
 import sys
-import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 import fnlearn as fl
+from fnlearn import interop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+INPUT_SHAPE = (-1, 28, 28, 1)
+LOSS_WINDOW = (150, 200)
+"""The steps whose mean loss is compared (Python slice bounds over the recorded losses)."""
 
 
-def _example():
+def torch_example_model() -> fl.Layer:
+    """PyTorch's MNIST example network without dropout, in fnlearn (NHWC)."""
+    return fl.serial(fl.Conv2D(32, 3), fl.Relu(), fl.Conv2D(64, 3), fl.Relu(), fl.MaxPool2D(2),
+                     fl.Flatten(), fl.Dense(128), fl.Relu(), fl.Dense(10))
+
+
+def _example_model() -> fl.Layer:
     spec = importlib.util.spec_from_file_location("mnist_cnn_example", ROOT / "examples" / "mnist_cnn.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return module.cnn_model()
 
 
-def fnlearn_step(batch: int):
-    model = _example().cnn_model()
-    params = model.init(np.random.default_rng(0), (-1, 28, 28, 1))
-    opt = fl.optim.adam(1e-3)
+def torch_net(model_name: str):
+    from torch import nn
+    if model_name == "torch-example":
+        return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
+                             nn.Linear(128, 10))
+    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(7 * 7 * 64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def optimizers(model_name: str):
+    """(fnlearn optimizer, torch optimizer factory): SGD momentum for the torch example, else Adam."""
+    if model_name == "torch-example":
+        return fl.optim.sgd(0.01, momentum=0.9), lambda torch, ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9)
+    return fl.optim.adam(1e-3), lambda torch, ps: torch.optim.Adam(ps, lr=1e-3)
+
+
+def fnlearn_step(model: fl.Layer, params, opt) -> Callable:
     train_step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
     box = {"params": params, "state": opt.init(params)}
 
     def step(x, y):
         box["params"], box["state"], loss = train_step(box.pop("params"), box.pop("state"), x, y)
-        return loss
+        return float(loss)
     return step
 
 
-def torch_step(batch: int):
+def torch_step(model_name: str, model: fl.Layer, params, make_opt) -> Callable:
     import torch
-    from torch import nn
-    net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(7 * 7 * 64, 128), nn.ReLU(), nn.Linear(128, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
+    net = torch_net(model_name)
+    sd = interop.to_torch_state_dict(model, params, input_shape=INPUT_SHAPE)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    opt = make_opt(torch, net.parameters())
+    loss_fn = torch.nn.CrossEntropyLoss()
 
     def step(x, y):
         xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # NHWC -> NCHW view, as a user would feed it
@@ -68,50 +99,83 @@ def torch_step(batch: int):
     return step
 
 
+def batches(n: int, batch_size: int, data_dir: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """``n`` batches of MNIST training images (NHWC float32, normalised) and int64 labels."""
+    rng = np.random.default_rng(0)
+    try:
+        images, labels = fl.datasets.mnist("train", data_dir, download=False)
+        order = rng.permutation(len(images))[:n * batch_size]
+        x = ((images[order].astype(np.float32) / 255.0 - 0.1307) / 0.3081)[..., None]
+        return x, labels[order].astype(np.int64), "MNIST training images"
+    except (fl.datasets.DownloadError, fl.datasets.DatasetError) as err:
+        print(f"NOTE: MNIST not found ({str(err).splitlines()[0]}); timing on random images")
+        x = rng.standard_normal((n * batch_size, 28, 28, 1), dtype=np.float32)
+        return x, rng.integers(0, 10, n * batch_size), "random images"
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=("torch-example", "example"), default="torch-example",
+                   help="torch-example: PyTorch's MNIST example network with SGD momentum (default); "
+                        "example: examples/mnist_cnn.py's CNN with Adam")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=20, help="steps per contestant per round")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20, help="steps per contestant per block")
+    p.add_argument("--rounds", type=int, default=10, help="blocks per contestant (10 x 20 = 200 steps)")
     p.add_argument("--threads", type=int, default=None, help="limit BLAS and torch to N threads")
     p.add_argument("--malloc", choices=("default", "reuse"), default="default",
                    help="'reuse': call fl.reuse_freed_memory() first, as the examples do (process-wide)")
+    p.add_argument("--data-dir", default=None, help="MNIST directory (default $FNLEARN_DATA_DIR)")
     args = p.parse_args(argv)
     if args.malloc == "reuse" and not fl.reuse_freed_memory():
         print("fl.reuse_freed_memory() changed nothing here (not glibc)")
     measure.limit_threads(args.threads)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch_size * args.steps, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, len(x))
-    contestants = {"fnlearn": fnlearn_step(args.batch_size)}
+    machine = measure.machine_info()
+    total = args.steps * args.rounds
+    x, y, source = batches(total, args.batch_size, args.data_dir)
+    model = torch_example_model() if args.model == "torch-example" else _example_model()
+    params = model.init(np.random.default_rng(0), INPUT_SHAPE)
+    fl_opt, make_torch_opt = optimizers(args.model)
+    contestants = {"fnlearn": lambda: fnlearn_step(model, params, fl_opt)}
     try:
         import torch
         if args.threads:
             torch.set_num_threads(args.threads)
-        contestants["torch"] = torch_step(args.batch_size)
+        contestants["torch"] = lambda: torch_step(args.model, model, params, make_torch_opt)
     except ImportError:
         print("torch is not installed: timing fnlearn only (pip install torch==2.13.0)")
-    times = {name: [] for name in contestants}
-    for name, step in contestants.items():  # warm-up
-        step(x[:args.batch_size], y[:args.batch_size])
-    for _ in range(args.rounds):
-        for name, step in contestants.items():
-            start = time.perf_counter()
-            for i in range(args.steps):
+    first = slice(0, args.batch_size)
+    for make in contestants.values():  # warm-up on throwaway copies: the timed runs start fresh
+        make()(x[first], y[first])
+    steps = {name: make() for name, make in contestants.items()}
+    losses: dict[str, list[float]] = {name: [] for name in steps}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = measure.clock()
+            for i in range(r * args.steps, (r + 1) * args.steps):
                 s = slice(i * args.batch_size, (i + 1) * args.batch_size)
-                step(x[s], y[s])
-            times[name].append((time.perf_counter() - start) / args.steps)
-    print(f"MNIST CNN training step, batch {args.batch_size}, float32, Adam; median of {args.rounds} "
-          f"interleaved rounds of {args.steps} steps; BLAS threads: {args.threads or 'default'}; "
-          f"malloc: {args.malloc}")
-    print(f"{'contestant':<10} {'ms/step':>8} {'samples/s':>10} {'epoch (60k), s':>15}")
+                losses[name].append(steps[name](x[s], y[s]))
+            times[name].append((measure.clock() - start) / args.steps)
+    what = ("PyTorch's MNIST example network (no dropout), SGD 0.01 momentum 0.9"
+            if args.model == "torch-example" else "examples/mnist_cnn.py's CNN, Adam 1e-3")
+    print(f"{what}; batch {args.batch_size}, float32, {source}; medians of {args.rounds} alternating "
+          f"blocks of {args.steps} steps; threads: {args.threads or 'default'}; malloc: {args.malloc}")
+    print(measure.blas_line(machine))
+    print(f"{'contestant':<10} {'ms/step':>8} {'samples/s':>10} {'first loss':>11} "
+          f"{'mean loss ' + '-'.join(map(str, LOSS_WINDOW)):>20}")
     results = {}
     for name, ts in times.items():
         t = statistics.median(ts)
+        window = losses[name][LOSS_WINDOW[0]:LOSS_WINDOW[1]]
+        mean = float(np.mean(window)) if window else float("nan")
         results[name] = t
-        print(f"{name:<10} {1e3 * t:8.1f} {args.batch_size / t:10,.0f} {60000 / args.batch_size * t:15.1f}")
-    if "torch" in results:
-        print(f"fnlearn speedup over torch: {results['torch'] / results['fnlearn']:.2f}x")
+        results[f"{name}_losses"] = losses[name]
+        print(f"{name:<10} {1e3 * t:8.1f} {args.batch_size / t:10,.0f} {losses[name][0]:11.6f} "
+              f"{mean:20.4f}")
+    if "torch" in times:
+        print(f"fnlearn speed relative to torch: {results['torch'] / results['fnlearn']:.2f}x "
+              f"(median of per-round ratios {measure.median_ratio(times['torch'], times['fnlearn']):.2f}x)")
     return results
 
 

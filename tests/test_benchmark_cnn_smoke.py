@@ -1,16 +1,36 @@
-"""benchmarks/cnn.py runs on a tiny configuration (no timing is asserted)."""
+"""benchmarks/cnn.py runs on a tiny configuration (no timing is asserted) and gives both libraries
+the same start: the same weights and batches give the same first loss."""
 
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "cnn.py"
 
 
-def test_cnn_benchmark_runs_and_reports_every_contestant(capsys):
+def _bench():
     spec = importlib.util.spec_from_file_location("bench_cnn", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    results = module.main(["--batch-size", "4", "--steps", "1", "--rounds", "1", "--threads", "1"])
+    return module
+
+
+@pytest.mark.parametrize("model", ["torch-example", "example"])
+def test_cnn_benchmark_runs_and_reports_every_contestant(model, capsys):
+    results = _bench().main(["--model", model, "--batch-size", "4", "--steps", "2", "--rounds", "2",
+                             "--threads", "1"])
     out = capsys.readouterr().out
-    assert "fnlearn" in results and results["fnlearn"] > 0
-    assert "epoch (60k), s" in out and "fnlearn" in out
+    assert results["fnlearn"] > 0 and len(results["fnlearn_losses"]) == 4
+    assert np.all(np.isfinite(results["fnlearn_losses"]))
+    assert "first loss" in out and "BLAS:" in out
+
+
+def test_cnn_benchmark_starts_both_libraries_from_the_same_weights_and_batches():
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[compare]')")
+    results = _bench().main(["--batch-size", "8", "--steps", "3", "--rounds", "2", "--threads", "1"])
+    fn, tr = np.array(results["fnlearn_losses"]), np.array(results["torch_losses"])
+    assert fn.shape == tr.shape == (6,)
+    np.testing.assert_allclose(fn[0], tr[0], rtol=1e-5)  # same init, same first batch
+    np.testing.assert_allclose(fn, tr, rtol=1e-3)  # the same SGD trajectory over the first steps
