@@ -141,21 +141,22 @@ def test_conv_transpose_passes_the_layer_battery(case):
 
 
 @given(config=conv_configs, size=st.tuples(st.integers(5, 8), st.integers(5, 8)),
-       batch=st.integers(2, 5), chunk=st.integers(1, 3), seed=fst.seeds())
-def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size, batch, chunk, seed):
+       batch=st.integers(2, 5), chunk=st.integers(1, 3), c_in=st.integers(1, 2), seed=fst.seeds())
+def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size, batch, chunk, c_in,
+                                                                     seed):
     """Large batches run chunk by chunk (``_windows.batch_chunk``); force chunks of ``chunk``
     examples on a small case: the output equals the loop reference, the VJP equals the one-chunk VJP
     and passes the finite-difference check."""
     from fnlearn.layers import _windows
     layer = fl.Conv2D(3, **config)
     rng = np.random.default_rng(seed)
-    params = layer.init(rng, (-1, *size, 2), dtype=np.float64)
-    x = rng.standard_normal((batch, *size, 2))
+    params = layer.init(rng, (-1, *size, c_in), dtype=np.float64)
+    x = rng.standard_normal((batch, *size, c_in))
     y_one, vjp_one = layer.apply(params, x)
     dy = rng.standard_normal(y_one.shape)
     d_one, dx_one = vjp_one(dy)
     k = _pair(config["kernel_size"])
-    rows = y_one.shape[1] * y_one.shape[2] * k[0] * k[1] * 2 * 8
+    rows = y_one.shape[1] * y_one.shape[2] * k[0] * k[1] * c_in * 8
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_windows, "CHUNK_BYTES", rows * chunk)
         assert _windows.batch_chunk(batch, rows) == min(chunk, batch)

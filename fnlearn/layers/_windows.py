@@ -134,6 +134,20 @@ def im2col(xp: Array, g: Geometry, out: Array | None = None) -> Array:
     return cols
 
 
+def im2col_single_channel(xp: Array, g: Geometry, out: Array | None = None) -> Array:
+    """:func:`im2col` for one input channel, built tap by tap: the same ``(N * OH * OW, kh * kw)``
+    values as a transposed view of a tap-major ``(kh * kw, N * OH * OW)`` array (BLAS takes it as it
+    is). Each tap is one strided copy with rows of ``OW`` entries, where :func:`im2col`'s rows would be
+    ``kw`` entries long: about 5x faster for a grayscale first layer (28x28 MNIST, 3x3 kernel)."""
+    n, taps = xp.shape[0], g.kernel[0] * g.kernel[1]
+    size = n * g.out[0] * g.out[1]
+    buf = np.empty(taps * size, xp.dtype) if out is None else out.reshape(-1)[:taps * size]
+    tap_major = buf.reshape(taps, n, *g.out)
+    for t, (_, _, (rows, cols)) in enumerate(g.taps()):
+        tap_major[t] = xp[:, rows, cols, 0]
+    return tap_major.reshape(taps, size).T
+
+
 def batch_chunk(n: int, bytes_per_example: int) -> int:
     """How many examples of a batch of ``n`` to process at once so that one chunk's window rows
     take about :data:`CHUNK_BYTES` (at least one example).

@@ -146,8 +146,9 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         y = np.empty((n, *g.out, out_channels), x.dtype)
         y2 = y.reshape(-1, out_channels)
         buf = np.empty(min(step, n) * rows * w2.shape[0], x.dtype)
+        im2col = _windows.im2col_single_channel if c_in == 1 else _windows.im2col
         for c in chunks:  # im2col, product and bias while the chunk's rows are in cache
-            cols = _windows.im2col(_windows.pad(x[c], g.pads), g, out=buf)
+            cols = im2col(_windows.pad(x[c], g.pads), g, out=buf)
             out = y2[c.start * rows:c.stop * rows]
             np.matmul(cols, w2, out=out)
             out += b
@@ -167,7 +168,7 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
                                                    zip(x.shape[1:3], g.pads)), c_in), x.dtype)
             for i, c in enumerate(chunks):
                 xp = _windows.pad(x[c], g.pads)
-                cols = kept if kept is not None else _windows.im2col(xp, g, out=buf)
+                cols = kept if kept is not None else im2col(xp, g, out=buf)
                 dyc = dy2[c.start * rows:c.stop * rows]
                 if i == 0:
                     np.matmul(cols.T, dyc, out=dw2)
