@@ -173,6 +173,27 @@ def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size
     check_vjp(layer.apply, params, x)
 
 
+@given(kernel=st.tuples(st.integers(1, 3), st.integers(2, 4)), stride_h=st.integers(1, 2),
+       dilation_h=st.integers(1, 2), padding=PADDINGS, size=st.tuples(st.integers(5, 9), st.integers(4, 9)),
+       seed=fst.seeds())
+def test_conv2d_input_cotangent_by_column_phase_equals_the_per_tap_one(kernel, stride_h, dilation_h,
+                                                                       padding, size, seed):
+    """With unit stride and dilation along the width the input cotangent is built by column phase
+    (``conv._input_cotangent_by_phase``); it equals the per-tap construction it replaces."""
+    from fnlearn.layers import conv
+    layer = fl.Conv2D(3, kernel, stride=(stride_h, 1), dilation=(dilation_h, 1), padding=padding)
+    rng = np.random.default_rng(seed)
+    params = layer.init(rng, (-1, *size, 2), dtype=np.float64)
+    x = rng.standard_normal((2, *size, 2))
+    y, vjp = layer.apply(params, x)
+    dy = rng.standard_normal(y.shape)
+    by_phase = vjp(dy)[1]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv, "_DX_BY_PHASE", False)
+        per_tap = vjp(dy)[1]
+    np.testing.assert_allclose(by_phase, per_tap, rtol=1e-12, atol=1e-12)
+
+
 def test_conv2d_gradients_of_a_known_case():
     # One 2x2 input, a 1x1 kernel of 2 and bias 1: y = 2 x + 1, dw = sum(x * dy), dx = 2 dy.
     layer = fl.Conv2D(1, 1, w_init=fl.initializers.constant(2.0), b_init=fl.initializers.ones)

@@ -162,8 +162,10 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
             dparams = {"w": dw, "b": column_sums(dy2)}
             if compute_dx:
                 dx = np.empty(x.shape, x.dtype)
-                # one batched product per chunk straight into tap-major blocks (kh * kw, n, OH, OW, in)
-                w_taps = w.transpose(0, 1, 3, 2).reshape(-1, out_channels, c_in)
+                by_phase = _DX_BY_PHASE and strides[1] == dilations[1] == 1 < kernel[1]
+                # by column phase: per kernel row, (out, kw * in); else per tap, (out, in)
+                w_dx = (w.transpose(0, 3, 1, 2).reshape(kernel[0], out_channels, -1) if by_phase
+                        else w.transpose(0, 1, 3, 2).reshape(-1, out_channels, c_in))
                 dx_buf = np.empty((min(step, n), *(d + lo + hi for d, (lo, hi) in
                                                    zip(x.shape[1:3], g.pads)), c_in), x.dtype)
             for i, c in enumerate(chunks):
@@ -175,14 +177,48 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
                 else:
                     dw2 += cols.T @ dyc
                 if compute_dx:
-                    dcols = np.matmul(dyc, w_taps).reshape(len(w_taps), xp.shape[0], *g.out, c_in)
-                    dxp = _windows.col2im_taps(dcols, g, xp.shape, out=dx_buf[:xp.shape[0]])
+                    dxp = dx_buf[:xp.shape[0]]
+                    if by_phase:
+                        _input_cotangent_by_phase(dy[c], w_dx, g, dxp)
+                    else:  # one batched product into tap-major blocks (kh * kw, n, OH, OW, in)
+                        dcols = np.matmul(dyc, w_dx).reshape(len(w_dx), xp.shape[0], *g.out, c_in)
+                        _windows.col2im_taps(dcols, g, xp.shape, out=dxp)
                     dx[c] = _windows.crop(dxp, g.pads)
             return dparams, (dx if compute_dx else None)
 
         return y, vjp
 
     return Layer(init, _checks.named(apply, name))
+
+
+_DX_BY_PHASE = True
+"""Conv2D's input cotangent by column phase where it applies (False: per tap, for comparisons)."""
+
+
+def _input_cotangent_by_phase(dy: Array, w_rows: Array, g: _windows.Geometry, out: Array) -> None:
+    """The input cotangent of a convolution with unit stride and dilation along the width, written
+    into the padded ``out`` ``(n, Hp, Wp, in)``: for each column phase ``r`` (output columns
+    ``r, r + kw, r + 2 kw, ...``), one product per kernel row ``i`` with ``w_rows[i]`` ``(out, kw *
+    in)``.
+
+    The windows of one phase do not overlap along the width and tile a contiguous run of input
+    columns, so each product's rows, ``kw * in`` entries each, land side by side: one add per phase and
+    kernel row over runs as long as an output row, where a product per tap would give each of the
+    ``kh * kw`` adds a block only ``in`` wide. The products are ``kw * in`` wide instead of ``in``,
+    which OpenBLAS runs faster (the MNIST example's second convolution: 15.2 -> 12.7 ms of products
+    per training step at one thread; the whole step about 2% faster at one thread, the same at two).
+    """
+    n, oh, ow, c_out = dy.shape
+    kh, kw = g.kernel
+    (sh, _), (dh, _) = g.stride, g.dilation
+    c_in = out.shape[3]
+    out[...] = 0
+    for r in range(min(kw, ow)):
+        count = len(range(r, ow, kw))
+        z = np.matmul(np.ascontiguousarray(dy[:, :, r::kw, :]).reshape(-1, c_out), w_rows)
+        for i in range(kh):
+            rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+            out[:, rows, r:r + kw * count, :] += z[i].reshape(n, oh, kw * count, c_in)
 
 
 def ConvTranspose2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any = 1,
