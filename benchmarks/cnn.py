@@ -40,10 +40,15 @@ LOSS_WINDOW = (150, 200)
 """The steps whose mean loss is compared (Python slice bounds over the recorded losses)."""
 
 
+def torch_example_layers() -> list[fl.Layer]:
+    """The layers of PyTorch's MNIST example network without dropout, in fnlearn (NHWC)."""
+    return [fl.Conv2D(32, 3), fl.Relu(), fl.Conv2D(64, 3), fl.Relu(), fl.MaxPool2D(2), fl.Flatten(),
+            fl.Dense(128), fl.Relu(), fl.Dense(10)]
+
+
 def torch_example_model() -> fl.Layer:
     """PyTorch's MNIST example network without dropout, in fnlearn (NHWC)."""
-    return fl.serial(fl.Conv2D(32, 3), fl.Relu(), fl.Conv2D(64, 3), fl.Relu(), fl.MaxPool2D(2),
-                     fl.Flatten(), fl.Dense(128), fl.Relu(), fl.Dense(10))
+    return fl.serial(*torch_example_layers())
 
 
 def _example_model() -> fl.Layer:

@@ -34,3 +34,13 @@ def test_cnn_benchmark_starts_both_libraries_from_the_same_weights_and_batches()
     assert fn.shape == tr.shape == (6,)
     np.testing.assert_allclose(fn[0], tr[0], rtol=1e-5)  # same init, same first batch
     np.testing.assert_allclose(fn, tr, rtol=1e-3)  # the same SGD trajectory over the first steps
+
+
+def test_cnn_profile_lists_every_layer_and_pass(capsys):
+    spec = importlib.util.spec_from_file_location("bench_cnn_profile", BENCH.parent / "cnn_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--threads", "1", "--repeats", "1", "--top", "3"])
+    out = capsys.readouterr().out
+    for layer in ("0 Conv2D(32, 3) forward", "2 Conv2D(64, 3) VJP", "4 MaxPool2D(2) VJP", "whole train_step"):
+        assert layer in out
