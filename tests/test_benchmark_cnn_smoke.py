@@ -1,7 +1,9 @@
 """benchmarks/cnn.py runs on a tiny configuration (no timing is asserted) and gives both libraries
-the same start: the same weights and batches give the same first loss."""
+the same start: the same weights and batches give the same first loss. cnn_profile.py and pool_relu.py
+run too."""
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +46,18 @@ def test_cnn_profile_lists_every_layer_and_pass(capsys):
     out = capsys.readouterr().out
     for layer in ("0 Conv2D(32, 3) forward", "2 Conv2D(64, 3) VJP", "4 MaxPool2D(2) VJP", "whole train_step"):
         assert layer in out
+
+
+def test_pool_relu_benchmark_times_every_case_against_a_git_revision(capsys):
+    if shutil.which("git") is None or not (BENCH.parents[1] / ".git").exists():
+        pytest.skip("benchmarks/pool_relu.py --against needs git and the repository's history")
+    spec = importlib.util.spec_from_file_location("bench_pool_relu", BENCH.parent / "pool_relu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    times = module.main(["--against", "HEAD", "--repeats", "2", "--batch-size", "2"])
+    out = capsys.readouterr().out
+    assert len(times["now"]) == len(times["rev"]) == 9 + 8  # alone; the Relu and MaxPool2D passes
+    for line in ("MaxPool2D(2) (2, 24, 24, 64) valid forward", "MaxPool2D(2) (2, 14, 14, 64) same VJP",
+                 "Relu VJP (2, 28, 28, 32)", "4 MaxPool2D(2) VJP", "1 Relu() forward", "| HEAD:",
+                 "BLAS:"):
+        assert line in out

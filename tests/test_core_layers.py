@@ -42,6 +42,28 @@ def test_relu_derivative_at_zero_is_zero():
     np.testing.assert_array_equal(vjp(np.ones((1, 3)))[1], np.zeros((1, 3)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunk", [7, None])
+def test_relu_vjp_is_dy_times_a_zero_one_mask_bit_for_bit(monkeypatch, dtype, chunk):
+    # dy * 0.0 where x <= 0 or x is NaN: -0.0 for a negative dy, NaN for a NaN or infinite dy. In
+    # one piece, and in chunks of 7 entries (the last one short); inputs that are not contiguous.
+    from fnlearn.layers import activations
+    if chunk:
+        monkeypatch.setattr(activations, "_RELU_CHUNK", chunk)
+    special = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, np.finfo(dtype).smallest_subnormal],
+                       dtype)
+    x, dy = (a.ravel() for a in np.meshgrid(special, special))
+    x = np.concatenate([x, RNG.standard_normal(37).astype(dtype)])
+    dy = np.concatenate([dy, RNG.standard_normal(37).astype(dtype)])
+    for x_, dy_ in [(x, dy), (np.stack([x, x[::-1]]).T, np.stack([dy[::-1], dy]).T),
+                    (np.repeat(x, 2)[::2], dy)]:
+        with np.errstate(invalid="ignore"):
+            want = dy_ * (x_ > 0).astype(dtype)
+            got = fl.Relu().apply({}, x_)[1](dy_)[1]
+        assert got.dtype == dtype and got.shape == x_.shape
+        assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
+
+
 def test_cross_entropy_gradient_is_the_gradient_of_its_value():
     # NumPy-Learn summed the loss over the batch but did not scale its gradient consistently.
     logits = RNG.normal(size=(5, 4))

@@ -88,6 +88,104 @@ def test_pooling_matches_loop_reference_including_ties(kind, case, seed):
     np.testing.assert_allclose(vjp(dy)[1], want_dx, rtol=1e-12, atol=1e-12)
 
 
+def argmax_pool(x, dy, window, stride, padding):
+    """MaxPool2D's forward and input cotangent from ``np.argmax`` over each flattened window (the
+    first maximum in row-major order). Where windows overlap, the cotangents an entry receives are
+    added in row-major order of the window offset it has in each (as the layer does: same rounding)."""
+    pads = _pads(padding, x.shape[1:3], window, stride)
+    xp = np.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-np.inf)
+    win = np.lib.stride_tricks.sliding_window_view(xp, window, axis=(1, 2))[:, ::stride[0], ::stride[1]]
+    flat = win.reshape(*win.shape[:4], -1)  # (N, OH, OW, C, kh * kw)
+    first = flat.argmax(axis=-1)
+    y = np.take_along_axis(flat, first[..., None], axis=-1)[..., 0]
+    (sh, sw), oh, ow = stride, first.shape[1], first.shape[2]
+    dxp = np.zeros(xp.shape, dy.dtype)
+    for k, (i, j) in enumerate(np.ndindex(*window)):
+        dxp[:, i:i + sh * oh:sh, j:j + sw * ow:sw] += np.where(first == k, dy, 0.0)
+    (t, b), (l, r) = pads
+    return y, dxp[:, t:xp.shape[1] - b, l:xp.shape[2] - r]
+
+
+def tie_heavy(rng, shape, dtype):
+    """ReLU outputs rounded to tenths (whole windows of zeros, equal maxima), zeros of either sign."""
+    x = np.maximum(rng.standard_normal(shape), 0.0).round(1)
+    x[x == 0.0] *= rng.choice([1.0, -1.0], size=int((x == 0.0).sum()))
+    return x.astype(dtype)
+
+
+def _poisoned_empty(empty):
+    def poisoned(*args, **kwargs):  # every byte 0xFF: NaN as a float, 255 as a tap index
+        out = empty(*args, **kwargs)
+        out.reshape(-1).view(np.uint8).fill(0xFF)
+        return out
+    return poisoned
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window, stride, padding, size", [
+    ((2, 2), None, "valid", (24, 24)),   # windows tile the input: no zeroing
+    ((2, 2), None, "same", (25, 25)),    # tile the padded input
+    ((2, 2), None, "valid", (25, 25)),   # the last row and column are in no window
+    ((2, 2), (3, 3), "valid", (25, 25)),  # gaps between windows
+    ((3, 2), None, "valid", (25, 24)),   # six taps: a round with an odd one out
+    ((1, 3), None, "same", (14, 25)),    # three taps
+    ((3, 3), (2, 2), 1, (25, 25)),       # overlapping windows: shares are added
+    ((2, 2), (1, 1), "same", (14, 14)),
+])
+def test_max_pool_matches_argmax_reference_with_many_ties(monkeypatch, dtype, window, stride,
+                                                          padding, size):
+    # Five examples in chunks of two (the last chunk short), and buffers from np.empty filled with
+    # NaN, so an entry the layer forgets to write shows up.
+    from fnlearn.layers import pooling
+    rng = np.random.default_rng(0)
+    x = tie_heavy(rng, (5, *size, 3), dtype)
+    monkeypatch.setattr(pooling, "_CHUNK_BYTES", 2 * x[0].nbytes + 1)
+    monkeypatch.setattr(np, "empty", _poisoned_empty(np.empty))
+    y, vjp = fl.MaxPool2D(window, stride=stride, padding=padding).apply({}, x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    want_y, want_dx = argmax_pool(x, dy, window, window if stride is None else stride, padding)
+    np.testing.assert_array_equal(y, want_y)
+    dx = vjp(dy)[1]
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_array_equal(dx, want_dx)
+
+
+def test_max_pool_on_the_mnist_cnn_shape_matches_argmax_reference():
+    # PyTorch's MNIST example: (64, 24, 24, 64) float32 ReLU outputs, several chunks of examples.
+    rng = np.random.default_rng(1)
+    x = tie_heavy(rng, (64, 24, 24, 64), np.float32)
+    y, vjp = fl.MaxPool2D(2).apply({}, x)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    want_y, want_dx = argmax_pool(x, dy, (2, 2), (2, 2), "valid")
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(vjp(dy)[1], want_dx)
+
+
+@pytest.mark.parametrize("window, stride", [((2, 2), None), ((3, 3), (1, 1)), ((1, 3), (2, 1))])
+def test_max_pool_output_has_the_bits_of_a_running_maximum(window, stride):
+    # Ties between +0.0 and -0.0 are everywhere after a ReLU: y keeps what a running np.maximum over
+    # the taps gives (the sign of the last tied zero), whatever order the layer compares taps in.
+    x = tie_heavy(np.random.default_rng(2), (3, 9, 9, 4), np.float64)
+    y = fl.MaxPool2D(window, stride=stride).apply({}, x)[0]
+    s = window if stride is None else stride
+    win = np.lib.stride_tricks.sliding_window_view(x, window, axis=(1, 2))[:, ::s[0], ::s[1]]
+    running = win[..., 0, 0]
+    for i, j in np.ndindex(*window):
+        running = np.maximum(running, win[..., i, j])
+    assert y.tobytes() == running.tobytes()
+
+
+def test_max_pool_window_with_nan_has_nan_maximum_and_passes_its_cotangent_to_one_entry():
+    x = tie_heavy(np.random.default_rng(3), (2, 6, 6, 3), np.float64)
+    x[0, 1, 2, 0] = x[1, 4, 5, 2] = x[1, 4, 4, 2] = np.nan
+    y, vjp = fl.MaxPool2D(2).apply({}, x)
+    assert np.isnan(y[0, 0, 1, 0]) and np.isnan(y[1, 2, 2, 2]) and np.isnan(y).sum() == 2
+    dx = vjp(np.full(y.shape, 2.0))[1]
+    per_window = dx.reshape(2, 3, 2, 3, 2, 3)
+    np.testing.assert_array_equal((per_window != 0).sum(axis=(2, 4)), 1)
+    np.testing.assert_array_equal(per_window.sum(axis=(2, 4)), 2.0)
+
+
 def test_max_pool_tie_rule_first_maximum_in_row_major_order():
     # Windows of 2x2 with stride 1 over a 3x3 grid that is full of ties.
     x = np.array([[1.0, 3.0, 3.0],

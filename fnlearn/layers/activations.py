@@ -70,9 +70,26 @@ def _relu(x: Array) -> Array:
 
 
 def _relu_vjp(x: Array, y: Array, dy: Array) -> Array:
-    dx = (x > 0.0).astype(dy.dtype)  # a private float mask: float * float beats float * bool
-    dx *= dy
+    # dy times a float mask (x > 0): dy * 0.0 keeps the sign of dy and its NaN. np.where (a branch per
+    # entry) and masked copies are several times slower. A large x's mask is made in dx itself a
+    # chunk at a time and multiplied while it is in cache: on the MNIST CNNs' shapes 1.2-1.35x faster
+    # than a whole mask, then a product, when x and dy are in the L3 cache; about as fast (+-10%)
+    # when they come from memory.
+    if x.size <= _RELU_CHUNK:
+        dx = (x > 0.0).astype(dy.dtype)  # float * float beats float * bool
+        dx *= dy
+        return dx
+    dx = np.empty(x.shape, dy.dtype)
+    flat_x, flat_dy, flat_dx = x.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    for start in range(0, flat_dx.size, _RELU_CHUNK):
+        part = flat_dx[start:start + _RELU_CHUNK]
+        np.greater(flat_x[start:start + _RELU_CHUNK], 0.0, out=part)
+        part *= flat_dy[start:start + _RELU_CHUNK]
     return dx
+
+
+_RELU_CHUNK = 1 << 17
+"""Entries of Relu's VJP handled at once (512 KiB of float32)."""
 
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
