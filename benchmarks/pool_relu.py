@@ -13,8 +13,8 @@ the pooling and activation modules as of git revision ``REV`` run interleaved wi
 (``measure.interleaved``), and each line adds their times and the median per-round ratio (this tree /
 REV).
 
-    python3 benchmarks/pool_relu.py --against HEAD~1 --repeats 30
-    python3 benchmarks/pool_relu.py --against HEAD~1 --repeats 30 --malloc reuse
+    python3 benchmarks/pool_relu.py --against 672387f --repeats 30
+    python3 benchmarks/pool_relu.py --against 672387f --repeats 30 --malloc reuse
 """
 
 from __future__ import annotations

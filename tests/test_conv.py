@@ -156,11 +156,12 @@ def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size
     dy = rng.standard_normal(y_one.shape)
     d_one, dx_one = vjp_one(dy)
     k = _pair(config["kernel_size"])
-    rows = y_one.shape[1] * y_one.shape[2] * k[0] * k[1] * c_in * 8
+    row_bytes = y_one.shape[1] * y_one.shape[2] * k[0] * k[1] * c_in * 8  # per example
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_windows, "CHUNK_BYTES", rows * chunk)
-        assert _windows.batch_chunk(batch, rows) == min(chunk, batch)
+        mp.setattr(_windows, "CHUNK_BYTES", row_bytes * chunk)
+        assert _windows.batch_chunk(batch, row_bytes) == min(chunk, batch)
         y, vjp = layer.apply(params, x)
+        check_vjp(layer.apply, params, x)  # finite differences, chunked
     pads = _pads(config["padding"], size, k, _pair(config["stride"]), _pair(config["dilation"]))
     want = reference_conv(x, params["w"], params["b"], _pair(config["stride"]), pads,
                           _pair(config["dilation"]))
@@ -169,8 +170,10 @@ def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size
     np.testing.assert_allclose(dx, dx_one, rtol=1e-12, atol=1e-12)
     for key in ("w", "b"):
         np.testing.assert_allclose(d[key], d_one[key], rtol=1e-12, atol=1e-12)
-    assert vjp(dy, compute_dx=False)[1] is None
-    check_vjp(layer.apply, params, x)
+    d_no_dx, no_dx = vjp(dy, compute_dx=False)
+    assert no_dx is None
+    for key in ("w", "b"):
+        np.testing.assert_allclose(d_no_dx[key], d_one[key], rtol=1e-12, atol=1e-12)
 
 
 @given(kernel=st.tuples(st.integers(1, 3), st.integers(2, 4)), stride_h=st.integers(1, 2),
@@ -178,20 +181,29 @@ def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size
        seed=fst.seeds())
 def test_conv2d_input_cotangent_by_column_phase_equals_the_per_tap_one(kernel, stride_h, dilation_h,
                                                                        padding, size, seed):
-    """With unit stride and dilation along the width the input cotangent is built by column phase
-    (``conv._input_cotangent_by_phase``); it equals the per-tap construction it replaces."""
-    from fnlearn.layers import conv
+    """With unit stride and dilation along the width, Conv2D builds the input cotangent by column
+    phase (``conv._input_cotangent_by_phase``, spied on here to show it ran); it equals the per-tap
+    construction (one product per tap, then ``_windows.col2im_taps``) written out in the test."""
+    from fnlearn.layers import _windows, conv
     layer = fl.Conv2D(3, kernel, stride=(stride_h, 1), dilation=(dilation_h, 1), padding=padding)
     rng = np.random.default_rng(seed)
     params = layer.init(rng, (-1, *size, 2), dtype=np.float64)
     x = rng.standard_normal((2, *size, 2))
     y, vjp = layer.apply(params, x)
     dy = rng.standard_normal(y.shape)
-    by_phase = vjp(dy)[1]
+    calls, original = [], conv._input_cotangent_by_phase
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "_DX_BY_PHASE", False)
-        per_tap = vjp(dy)[1]
-    np.testing.assert_allclose(by_phase, per_tap, rtol=1e-12, atol=1e-12)
+        mp.setattr(conv, "_input_cotangent_by_phase", lambda *a: calls.append(1) or original(*a))
+        dx = vjp(dy)[1]
+    assert calls, "the by-phase path did not run"
+    w = params["w"]
+    g = _windows.geometry("test", size, _pair(kernel), (stride_h, 1), (dilation_h, 1),
+                          _windows.padding_spec("test", padding))
+    w_taps = w.transpose(0, 1, 3, 2).reshape(-1, 3, 2)
+    dcols = np.matmul(dy.reshape(-1, 3), w_taps).reshape(len(w_taps), 2, *y.shape[1:3], 2)
+    (t, b_), (l, r) = g.pads
+    dxp = _windows.col2im_taps(dcols, g, out=np.empty((2, size[0] + t + b_, size[1] + l + r, 2)))
+    np.testing.assert_allclose(dx, _windows.crop(dxp, g.pads), rtol=1e-12, atol=1e-12)
 
 
 def test_conv2d_gradients_of_a_known_case():

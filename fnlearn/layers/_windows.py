@@ -14,7 +14,8 @@ The output size along an axis is then ``(size + lo + hi - span) // stride + 1``.
 
 Each window tap ``(i, j)`` sees the padded input through one strided view,
 ``xp[:, i*d : i*d + s*(out-1) + 1 : s, j*d : ..., :]``; the backward rules loop over the ``kh * kw``
-taps (never over positions or examples) and add the cotangents back through these views.
+taps (never over positions; layers that work in chunks of examples, :func:`chunks`, loop over those)
+and add the cotangents back through these views.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def windows(xp: Array, g: Geometry) -> Array:
 
 def im2col(xp: Array, g: Geometry, out: Array | None = None) -> Array:
     """The windows of ``xp`` as rows: ``(N * OH * OW, kh * kw * C)``, C-contiguous; written into
-    ``out`` (a C-contiguous buffer with at least that many entries) when given, else a fresh array."""
+    ``out`` (a C-contiguous buffer with at least that many entries) when given, else a new array (or,
+    when every window is one entry, a reshaped view of ``xp`` itself: a 1x1 kernel with stride 1)."""
     n, c = xp.shape[0], xp.shape[3]
     shape = (n * g.out[0] * g.out[1], g.kernel[0] * g.kernel[1] * c)
     if out is None:
@@ -134,45 +136,50 @@ def im2col(xp: Array, g: Geometry, out: Array | None = None) -> Array:
     return cols
 
 
-def im2col_single_channel(xp: Array, g: Geometry, out: Array | None = None) -> Array:
+def im2col_single_channel(xp: Array, g: Geometry, out: Array) -> Array:
     """:func:`im2col` for one input channel, built tap by tap: the same ``(N * OH * OW, kh * kw)``
     values as a transposed view of a tap-major ``(kh * kw, N * OH * OW)`` array (BLAS takes it as it
-    is). Each tap is one strided copy with rows of ``OW`` entries, where :func:`im2col`'s rows would be
-    ``kw`` entries long: about 5x faster for a grayscale first layer (28x28 MNIST, 3x3 kernel)."""
+    is), written into the C-contiguous buffer ``out``. Each tap is one strided copy with rows of ``OW``
+    entries, where :func:`im2col`'s rows would be ``kw`` entries long: about 5x faster for a grayscale
+    first layer (28x28 MNIST, 3x3 kernel)."""
     n, taps = xp.shape[0], g.kernel[0] * g.kernel[1]
     size = n * g.out[0] * g.out[1]
-    buf = np.empty(taps * size, xp.dtype) if out is None else out.reshape(-1)[:taps * size]
-    tap_major = buf.reshape(taps, n, *g.out)
+    tap_major = out.reshape(-1)[:taps * size].reshape(taps, n, *g.out)
     for t, (_, _, (rows, cols)) in enumerate(g.taps()):
         tap_major[t] = xp[:, rows, cols, 0]
     return tap_major.reshape(taps, size).T
 
 
-def batch_chunk(n: int, bytes_per_example: int) -> int:
-    """How many examples of a batch of ``n`` to process at once so that one chunk's window rows
-    take about :data:`CHUNK_BYTES` (at least one example).
+def batch_chunk(n: int, bytes_per_example: int, budget: int | None = None) -> int:
+    """How many examples of a batch of ``n`` to process at once so that one chunk takes about
+    ``budget`` bytes (default :data:`CHUNK_BYTES`; at least one example).
 
-    Convolutions run their im2col copy, product and col2im adds chunk by chunk: a chunk's rows are
-    written and read again while they are still in the CPU's cache, instead of a whole batch's rows
-    (42 MB for the second convolution of PyTorch's MNIST example) going out to memory and back.
+    Convolutions run their im2col copy, product and col2im adds chunk by chunk, and max pooling its
+    passes over the taps: what a chunk writes is read again while it is still in the CPU's cache,
+    instead of a whole batch's window rows (42 MB for the second convolution of PyTorch's MNIST
+    example) going out to memory and back.
     """
-    return max(1, min(n, CHUNK_BYTES // max(bytes_per_example, 1)))
+    budget = CHUNK_BYTES if budget is None else budget
+    return max(1, min(n, budget // max(bytes_per_example, 1)))
+
+
+def chunks(n: int, bytes_per_example: int, budget: int | None = None) -> list[slice]:
+    """The batch ``range(n)`` as slices of :func:`batch_chunk` examples; one empty slice when
+    ``n == 0`` (so a layer's loop runs once and builds its empty outputs)."""
+    step = batch_chunk(n, bytes_per_example, budget)
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)] or [slice(0, 0)]
 
 
 CHUNK_BYTES = 4 << 20
 """The window rows a convolution keeps at once (:func:`batch_chunk`); measured on the MNIST CNNs."""
 
 
-def col2im_taps(cols: Array, g: Geometry, padded_shape: tuple[int, ...],
-                out: Array | None = None) -> Array:
+def col2im_taps(cols: Array, g: Geometry, out: Array) -> Array:
     """:func:`col2im` for tap-major ``cols`` ``(kh * kw, N, OH, OW, C)``: each tap's rows are one
     contiguous block, so each strided add runs over long contiguous runs (about 1.6x faster for the
-    MNIST CNN's second convolution than the row-major layout). ``out`` (of ``padded_shape``) is
-    overwritten when given."""
-    if out is None:
-        out = np.zeros(padded_shape, dtype=cols.dtype)
-    else:
-        out[...] = 0
+    MNIST CNN's second convolution than the row-major layout), written into ``out`` (the padded
+    input's shape), which is overwritten."""
+    out[...] = 0
     for t, (_, _, (rows, cols_)) in enumerate(g.taps()):
         out[:, rows, cols_, :] += cols[t]
     return out

@@ -7,16 +7,17 @@ cotangent back with one strided add per kernel tap (``col2im``; for ``Conv2D`` f
 of one batched product, so each add runs over contiguous rows), so no Python loop runs over positions.
 ``Conv2D`` computes a cross-correlation, as PyTorch, JAX and TensorFlow do.
 
-``Conv2D`` runs a large batch in chunks of examples (:func:`fnlearn.layers._windows.batch_chunk`, about
+``Conv2D`` runs a large batch in chunks of examples (:func:`fnlearn.layers._windows.chunks`, about
 4 MiB of window rows each): each chunk's rows are written, multiplied and (in the VJP) written again
-while they are in the CPU's cache, and the VJP rebuilds them instead of keeping the whole batch's rows
-from the forward pass. On PyTorch's MNIST example network this is 6-13% off the training step and
-42 MB less memory held between the passes (``benchmarks/cnn.py``; docs/perf.md).
+while they are in the CPU's cache, and the VJP rebuilds them from ``x`` instead of keeping the whole
+batch's rows from the forward pass (so ``x`` must not be modified before the VJP runs). With unit
+stride and dilation along the width the input cotangent is built by column phase
+(:func:`_input_cotangent_by_phase`). Measurements: docs/perf.md, "Convolutions against PyTorch".
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -140,19 +141,19 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         g = _windows.geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
         n, c_in = x.shape[0], x.shape[3]
         w2 = w.reshape(-1, out_channels)
-        rows = g.out[0] * g.out[1]  # window rows per example
-        step = _windows.batch_chunk(n, rows * w2.shape[0] * x.itemsize)
-        chunks = [slice(s, min(s + step, n)) for s in range(0, n, step)] or [slice(0, 0)]
+        rows_per_example = g.out[0] * g.out[1]
+        row_bytes = rows_per_example * w2.shape[0] * x.itemsize
+        chunks = _windows.chunks(n, row_bytes)
+        im2col = _windows.im2col_single_channel if c_in == 1 else _windows.im2col
         y = np.empty((n, *g.out, out_channels), x.dtype)
         y2 = y.reshape(-1, out_channels)
-        buf = np.empty(min(step, n) * rows * w2.shape[0], x.dtype)
-        im2col = _windows.im2col_single_channel if c_in == 1 else _windows.im2col
+        buf = np.empty(row_bytes * (chunks[0].stop - chunks[0].start) // x.itemsize, x.dtype)
         for c in chunks:  # im2col, product and bias while the chunk's rows are in cache
             cols = im2col(_windows.pad(x[c], g.pads), g, out=buf)
-            out = y2[c.start * rows:c.stop * rows]
+            out = y2[c.start * rows_per_example:c.stop * rows_per_example]
             np.matmul(cols, w2, out=out)
             out += b
-        kept = cols if len(chunks) == 1 else None  # one chunk: keep its rows for the VJP
+        kept = cols if len(chunks) == 1 else None  # the only chunk's rows: the VJP reuses them
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
             _checks.cotangent(name, dy, y.shape, y.dtype)
@@ -160,39 +161,55 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
             dw = np.empty(w.shape, dy2.dtype)  # owns its memory (train_step can add into it)
             dw2 = dw.reshape(-1, out_channels)
             dparams = {"w": dw, "b": column_sums(dy2)}
-            if compute_dx:
-                dx = np.empty(x.shape, x.dtype)
-                by_phase = _DX_BY_PHASE and strides[1] == dilations[1] == 1 < kernel[1]
-                # by column phase: per kernel row, (out, kw * in); else per tap, (out, in)
-                w_dx = (w.transpose(0, 3, 1, 2).reshape(kernel[0], out_channels, -1) if by_phase
-                        else w.transpose(0, 1, 3, 2).reshape(-1, out_channels, c_in))
-                dx_buf = np.empty((min(step, n), *(d + lo + hi for d, (lo, hi) in
-                                                   zip(x.shape[1:3], g.pads)), c_in), x.dtype)
+            dx = np.empty(x.shape, x.dtype) if compute_dx else None
+            write_dx = _input_cotangent(w, g, x.shape, chunks[0]) if compute_dx else None
+            rows = np.empty_like(buf) if kept is None else None  # this call's own (thread-safe)
             for i, c in enumerate(chunks):
-                xp = _windows.pad(x[c], g.pads)
-                cols = kept if kept is not None else im2col(xp, g, out=buf)
-                dyc = dy2[c.start * rows:c.stop * rows]
+                cols = kept if kept is not None else im2col(_windows.pad(x[c], g.pads), g, out=rows)
+                dyc = dy2[c.start * rows_per_example:c.stop * rows_per_example]
                 if i == 0:
                     np.matmul(cols.T, dyc, out=dw2)
                 else:
                     dw2 += cols.T @ dyc
-                if compute_dx:
-                    dxp = dx_buf[:xp.shape[0]]
-                    if by_phase:
-                        _input_cotangent_by_phase(dy[c], w_dx, g, dxp)
-                    else:  # one batched product into tap-major blocks (kh * kw, n, OH, OW, in)
-                        dcols = np.matmul(dyc, w_dx).reshape(len(w_dx), xp.shape[0], *g.out, c_in)
-                        _windows.col2im_taps(dcols, g, xp.shape, out=dxp)
-                    dx[c] = _windows.crop(dxp, g.pads)
-            return dparams, (dx if compute_dx else None)
+                if write_dx is not None:
+                    write_dx(dy[c], dx[c])
+            return dparams, dx
 
         return y, vjp
 
     return Layer(init, _checks.named(apply, name))
 
 
-_DX_BY_PHASE = True
-"""Conv2D's input cotangent by column phase where it applies (False: per tap, for comparisons)."""
+def _input_cotangent(w: Array, g: _windows.Geometry, x_shape: tuple[int, ...],
+                     first: slice) -> Callable[[Array, Array], None]:
+    """``write(dy, dx)``: the input cotangent of one chunk of examples, ``dy`` ``(m, OH, OW, out)``
+    into ``dx`` ``(m, H, W, in)``, for chunks no longer than ``first``.
+
+    By column phase (:func:`_input_cotangent_by_phase`) when the stride and dilation along the width
+    are 1, else one batched product into tap-major blocks and :func:`_windows.col2im_taps`. With
+    padding the cotangent is built in a padded buffer and cropped into ``dx``; without, in ``dx``.
+    """
+    kh, kw, c_in, c_out = w.shape
+    by_phase = g.stride[1] == g.dilation[1] == 1 < kw
+    # by column phase: per kernel row, (out, kw * in); else per tap, (out, in)
+    w_dx = (w.transpose(0, 3, 1, 2).reshape(kh, c_out, kw * c_in) if by_phase
+            else w.transpose(0, 1, 3, 2).reshape(kh * kw, c_out, c_in))
+    padded = any(p for side in g.pads for p in side)
+    buf = (np.empty((first.stop - first.start, *(d + lo + hi for d, (lo, hi) in
+                                                 zip(x_shape[1:3], g.pads)), c_in), w.dtype)
+           if padded else None)
+
+    def write(dy: Array, dx: Array) -> None:
+        dxp = buf[:len(dy)] if buf is not None else dx
+        if by_phase:
+            _input_cotangent_by_phase(dy, w_dx, g, dxp)
+        else:
+            dcols = np.matmul(dy.reshape(-1, c_out), w_dx).reshape(kh * kw, len(dy), *g.out, c_in)
+            _windows.col2im_taps(dcols, g, out=dxp)
+        if buf is not None:
+            dx[...] = _windows.crop(dxp, g.pads)
+
+    return write
 
 
 def _input_cotangent_by_phase(dy: Array, w_rows: Array, g: _windows.Geometry, out: Array) -> None:
@@ -205,8 +222,7 @@ def _input_cotangent_by_phase(dy: Array, w_rows: Array, g: _windows.Geometry, ou
     columns, so each product's rows, ``kw * in`` entries each, land side by side: one add per phase and
     kernel row over runs as long as an output row, where a product per tap would give each of the
     ``kh * kw`` adds a block only ``in`` wide. The products are ``kw * in`` wide instead of ``in``,
-    which OpenBLAS runs faster (the MNIST example's second convolution: 15.2 -> 12.7 ms of products
-    per training step at one thread; the whole step about 2% faster at one thread, the same at two).
+    which OpenBLAS runs faster (docs/perf.md).
     """
     n, oh, ow, c_out = dy.shape
     kh, kw = g.kernel

@@ -5,8 +5,10 @@ to the *first* of them in row-major window order (top row first, left to right w
 what PyTorch's ``max_pool2d`` does on CPU; ``jax.lax.reduce_window`` would instead pass it to every
 tied entry. Where windows overlap (``stride < window``), an entry that is the chosen maximum of several
 windows receives the sum of their cotangents. A window that holds a NaN has a NaN maximum, and its
-cotangent goes to one of its entries, not necessarily the NaN (PyTorch picks the NaN): comparisons
-with NaN are false (:func:`_knockout`).
+cotangent goes to the entry its other comparisons pick (comparisons with NaN are false;
+:func:`_knockout`): not necessarily the NaN, which PyTorch picks, and possibly a ``-inf`` padding
+entry, where it is dropped. (Before 2026-12 the last tap got it: NaN windows are the one case where the
+knockout's gradients differ from the earlier code.)
 
 **Padding.** Max pooling pads with ``-inf`` (padding never wins); average pooling pads with zeros and
 always divides by the full window size ``kh * kw`` (PyTorch's default ``count_include_pad=True``).
@@ -14,7 +16,6 @@ always divides by the full window size ``kh * kw`` (PyTorch's default ``count_in
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -99,14 +100,9 @@ def MaxPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any
 
 
 _CHUNK_BYTES = 1 << 20
-"""Max pooling runs over the batch in chunks of about this many input bytes, so that what it reads
-twice (each tap for a maximum and a comparison; the winners and ``dy`` for each tap) and its
-temporaries stay in the CPU's cache."""
-
-
-def _chunk(n: int, example_shape: tuple[int, ...], dtype: np.dtype) -> int:
-    """How many of ``n`` examples of ``example_shape`` make one chunk (at least one)."""
-    return max(1, min(n, _CHUNK_BYTES // max(math.prod(example_shape) * dtype.itemsize, 1)))
+"""Max pooling runs over the batch in chunks of about this many input bytes
+(:func:`fnlearn.layers._windows.chunks`), so that what it reads twice (each tap for a maximum and a
+comparison; the winners and ``dy`` for each tap) and its temporaries stay in the CPU's cache."""
 
 
 def _max_and_first_winner(xp: Array, taps: list[tuple[slice, slice]]) -> tuple[Array, Array]:
@@ -120,13 +116,13 @@ def _max_and_first_winner(xp: Array, taps: list[tuple[slice, slice]]) -> tuple[A
     shape = xp[:, taps[0][0], taps[0][1], :].shape
     y = np.empty(shape, xp.dtype)
     winner = np.empty(shape, np.uint8 if len(taps) <= 256 else np.intp)
-    step = _chunk(shape[0], xp.shape[1:], xp.dtype)
+    parts = _windows.chunks(shape[0], xp.itemsize * int(np.prod(xp.shape[1:])), _CHUNK_BYTES)
+    step = parts[0].stop - parts[0].start
     spare = [(np.empty((step, *shape[1:]), y.dtype), np.empty((step, *shape[1:]), winner.dtype))
              for _ in range((len(taps) - 1) // 2)]
     later = np.empty((step, *shape[1:]), bool)
-    for start in range(0, shape[0], step):
-        b = slice(start, start + step)
-        n = len(y[b])
+    for b in parts:
+        n = b.stop - b.start
         _knockout([xp[b, rows, cols, :] for rows, cols in taps],
                   [(y[b], winner[b])] + [(best[:n], first[:n]) for best, first in spare], later[:n])
     return y, winner
@@ -173,9 +169,7 @@ def _to_winners(dy: Array, winner: Array, taps: list[tuple[slice, slice]],
     ``tiled`` (the windows cover the padded input exactly): nothing needs zeroing first.
     """
     dxp = (np.empty if tiled else np.zeros)(padded_shape, dy.dtype)
-    step = _chunk(dy.shape[0], padded_shape[1:], dy.dtype)
-    for start in range(0, dy.shape[0], step):
-        b = slice(start, start + step)
+    for b in _windows.chunks(dy.shape[0], dxp.itemsize * int(np.prod(padded_shape[1:])), _CHUNK_BYTES):
         for k, (rows, cols) in enumerate(taps):
             if disjoint:
                 np.multiply(dy[b], winner[b] == k, out=dxp[b, rows, cols, :])
