@@ -61,3 +61,12 @@ def test_pool_relu_benchmark_times_every_case_against_a_git_revision(capsys):
                  "Relu VJP (2, 28, 28, 32)", "4 MaxPool2D(2) VJP", "1 Relu() forward", "| HEAD:",
                  "BLAS:"):
         assert line in out
+
+
+def test_conv_threads_benchmark_times_every_mode():
+    spec = importlib.util.spec_from_file_location("bench_conv_threads", BENCH.parent / "conv_threads.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--rounds", "1", "--repeats", "1"])
+    assert set(results) == {"blas1", "blas", "halves"}
+    assert all(len(ts) == 1 and ts[0] > 0 for ts in results.values())
