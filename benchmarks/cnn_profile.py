@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,26 +29,38 @@ import cnn  # noqa: E402
 import measure  # noqa: E402
 
 
+def timed_pass(layers: list, params: dict, x: np.ndarray, labels: np.ndarray,
+               times: dict[str, list[float]], timed: set[int] | None = None) -> Callable[[], None]:
+    """One forward and backward pass of ``serial(*layers)`` with softmax cross-entropy (the first
+    layer's VJP skips its input cotangent, as ``train_step`` does), adding the seconds of each pass of
+    the layers in ``timed`` (default all) to ``times[f"{i} {layer!r} forward"]`` and ``... VJP``."""
+    timed = set(range(len(layers))) if timed is None else timed
+
+    def run(i: int, label: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        if i in timed:
+            times.setdefault(f"{i} {layers[i]!r} {label}", []).append(time.perf_counter() - start)
+        return out
+
+    def one_pass() -> None:
+        h, vjps = x, []
+        for i, layer in enumerate(layers):
+            h, vjp = run(i, "forward", layer.apply, params[str(i)], h, train=True)  # serial's keys
+            vjps.append(vjp)
+        _, dh = fl.losses.softmax_cross_entropy(h, labels)
+        for i in reversed(range(len(layers))):
+            _, dh = run(i, "VJP", vjps[i], dh, compute_dx=i > 0)
+
+    return one_pass
+
+
 def fnlearn_profile(repeats: int, x: np.ndarray, y: np.ndarray) -> list[tuple[str, float]]:
     layers = cnn.torch_example_layers()
     model = fl.serial(*layers)
     params = model.init(np.random.default_rng(0), cnn.INPUT_SHAPE)
-    keys = [str(i) for i in range(len(layers))]  # serial's keys
     times: dict[str, list[float]] = {}
-
-    def one_pass():
-        h, vjps = x, []
-        for k, layer in zip(keys, layers):
-            start = time.perf_counter()
-            h, vjp = layer.apply(params[k], h)
-            times.setdefault(f"{k} {layer!r} forward", []).append(time.perf_counter() - start)
-            vjps.append(vjp)
-        _, dh = fl.losses.softmax_cross_entropy(h, y)
-        for i in reversed(range(len(keys))):
-            start = time.perf_counter()
-            _, dh = vjps[i](dh, compute_dx=i > 0)
-            times.setdefault(f"{keys[i]} {layers[i]!r} VJP", []).append(time.perf_counter() - start)
-
+    one_pass = timed_pass(layers, params, x, y, times)
     one_pass()
     times.clear()
     for _ in range(repeats):

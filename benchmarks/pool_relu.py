@@ -23,7 +23,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 from typing import Callable
@@ -35,6 +34,7 @@ from fnlearn.layers import activations, pooling
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cnn  # noqa: E402
+import cnn_profile  # noqa: E402
 import measure  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,24 +86,7 @@ def in_step(pool_mod: types.ModuleType, act_mod: types.ModuleType, batch: int,
     rng = np.random.default_rng(1)
     x, labels = rng.random((batch, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, batch)
     timed = {i for i, layer in enumerate(layers) if repr(layer) in ("Relu()", "MaxPool2D(2)")}
-
-    def run(i: int, label: str, fn: Callable, *args, **kwargs):
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        if i in timed:
-            times.setdefault(f"{i} {layers[i]!r} {label}", []).append(time.perf_counter() - start)
-        return out
-
-    def one_pass() -> None:
-        h, vjps = x, []
-        for i, layer in enumerate(layers):
-            h, vjp = run(i, "forward", layer.apply, params[str(i)], h, train=True)
-            vjps.append(vjp)
-        _, dh = fl.losses.softmax_cross_entropy(h, labels)
-        for i in reversed(range(len(layers))):
-            _, dh = run(i, "VJP", vjps[i], dh, compute_dx=i > 0)
-
-    return one_pass
+    return cnn_profile.timed_pass(layers, params, x, labels, times, timed)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Times]:

@@ -34,11 +34,11 @@ from fnlearn.metrics import accuracy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mnist_mlp as mlp  # the sibling example: progress bar and BLAS threads
+from mnist_cnn import evaluate  # the sibling example: loss and predictions in batches of 500
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (-1, 28, 28, 1)
 MEAN, STD = 0.1307, 0.3081      # of the MNIST training pixels in [0, 1]
-EVAL_BATCH = 500
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -120,16 +120,6 @@ def make_optimizer(args: argparse.Namespace, total_steps: int) -> fl.optim.Optim
 
 def _is_matrix(params: Any) -> Any:
     return fl.tree.tree_map(lambda leaf: leaf.ndim >= 2, params)
-
-
-def evaluate(apply: Any, params: Any, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """The mean cross-entropy over ``x`` and the predicted labels, in batches of ``EVAL_BATCH``."""
-    total, predictions = 0.0, []
-    for start in range(0, len(x), EVAL_BATCH):
-        logits, _ = apply(params, x[start:start + EVAL_BATCH], train=False)
-        total += fl.losses.softmax_cross_entropy(logits, labels[start:start + EVAL_BATCH])[0] * len(logits)
-        predictions.append(logits.argmax(axis=1))
-    return total / len(x), np.concatenate(predictions)
 
 
 def fit(model: fl.Layer, params: Any, data: dict[str, Any], args: argparse.Namespace,

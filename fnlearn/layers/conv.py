@@ -2,10 +2,9 @@
 
 Both layers are one matrix product on windows: :func:`fnlearn.layers._windows.im2col` turns the padded
 input into rows of ``kh * kw * C`` entries and the kernel ``(kh, kw, in, out)`` becomes a
-``(kh * kw * in, out)`` matrix. The VJP reuses those rows for the kernel gradient and adds the input
-cotangent back with one strided add per kernel tap (``col2im``; for ``Conv2D`` from tap-major blocks
-of one batched product, so each add runs over contiguous rows), so no Python loop runs over positions.
-``Conv2D`` computes a cross-correlation, as PyTorch, JAX and TensorFlow do.
+``(kh * kw * in, out)`` matrix. The VJP uses those rows for the kernel gradient and adds the input
+cotangent back through strided adds over the kernel taps (``col2im``), so no Python loop runs over
+positions. ``Conv2D`` computes a cross-correlation, as PyTorch, JAX and TensorFlow do.
 
 ``Conv2D`` runs a large batch in chunks of examples (:func:`fnlearn.layers._windows.chunks`, about
 4 MiB of window rows each): each chunk's rows are written, multiplied and (in the VJP) written again
@@ -142,12 +141,12 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         n, c_in = x.shape[0], x.shape[3]
         w2 = w.reshape(-1, out_channels)
         rows_per_example = g.out[0] * g.out[1]
-        row_bytes = rows_per_example * w2.shape[0] * x.itemsize
-        chunks = _windows.chunks(n, row_bytes)
+        entries_per_example = rows_per_example * w2.shape[0]  # of the window rows
+        chunks = _windows.chunks(n, entries_per_example * x.itemsize)
         im2col = _windows.im2col_single_channel if c_in == 1 else _windows.im2col
         y = np.empty((n, *g.out, out_channels), x.dtype)
         y2 = y.reshape(-1, out_channels)
-        buf = np.empty(row_bytes * (chunks[0].stop - chunks[0].start) // x.itemsize, x.dtype)
+        buf = np.empty((chunks[0].stop - chunks[0].start) * entries_per_example, x.dtype)
         for c in chunks:  # im2col, product and bias while the chunk's rows are in cache
             cols = im2col(_windows.pad(x[c], g.pads), g, out=buf)
             out = y2[c.start * rows_per_example:c.stop * rows_per_example]
