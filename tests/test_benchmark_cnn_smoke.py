@@ -70,3 +70,19 @@ def test_conv_threads_benchmark_times_every_mode():
     results = module.main(["--rounds", "1", "--repeats", "1"])
     assert set(results) == {"blas1", "blas", "halves"}
     assert all(len(ts) == 1 and ts[0] > 0 for ts in results.values())
+
+
+def test_cnn_floor_times_every_piece_and_both_floors(capsys):
+    spec = importlib.util.spec_from_file_location("bench_cnn_floor", BENCH.parent / "cnn_floor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pieces = module.floor_pieces(4, np.random.default_rng(0))
+    assert {kind for _, kind, _ in pieces} == set(module.KINDS)
+    results = module.main(["--threads", "1", "--batch-size", "4", "--steps", "2", "--rounds", "2"])
+    out = capsys.readouterr().out
+    assert set(results["pieces"]) == {name for name, _, _ in pieces}
+    assert all(ms > 0 for ms in results["pieces"].values())
+    assert results["floor: the products and the layers' passes"] > results["the products alone"] > 0
+    for title in module.KINDS.values():
+        assert title in out
+    assert "fnlearn" in results and "BLAS:" in out
