@@ -95,3 +95,18 @@ def test_dropout_draws_its_mask_independently_of_the_dtype():
     y32, _ = fl.Dropout(0.5).apply({}, x, rng=np.random.default_rng(1), train=True)
     y64, _ = fl.Dropout(0.5).apply({}, x.astype(np.float64), rng=np.random.default_rng(1), train=True)
     np.testing.assert_array_equal(y32 == 0, y64 == 0)
+
+
+@pytest.mark.parametrize("seed", [1768243, 1768259, 1768336, 1768381])
+def test_float64_rounding_floor_covers_layernorm_over_two_features(seed):
+    # A random hypothesis run found this point: LayerNorm over two features has a small exact input
+    # cotangent made of terms near |dy| / sigma, so the float64 linearity check rests on the rounding
+    # floor. With two neighbours moved by 4 units of roundoff, these seeds drew a floor of zero at an
+    # entry whose rounding error was 5e-16 (2% of seeds); the neighbours now move by 4, 16 and 64.
+    x = np.array([[[1.0, 2.0], [1.0, 0.5], [0.5, 1.0]],
+                  [[1.0, 0.5], [0.5, 1.0], [0.15354271, 0.90202356]],
+                  [[1.0, 0.5], [1.0, 2.0], [1.0, 0.5]],
+                  [[1.0, 0.5], [0.5, 1.0], [1.0, 2.0]]])
+    from fnlearn.testing import check_layer
+    check_layer(fl.LayerNorm(bias=False), (-1, 3, 2), params={"scale": np.ones(2)}, x=x,
+                properties=["linearity"], seed=seed)
