@@ -64,6 +64,24 @@ def test_relu_vjp_is_dy_times_a_zero_one_mask_bit_for_bit(monkeypatch, dtype, ch
         assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunk", [7, None])
+def test_relu_forward_is_the_maximum_with_zeros_bit_for_bit(monkeypatch, dtype, chunk):
+    # In one piece, and in chunks of 7 entries against one chunk of zeros (the last one short);
+    # signed zeros, NaN and infinities; inputs that are not contiguous.
+    from fnlearn.layers import activations
+    if chunk:
+        monkeypatch.setattr(activations, "_RELU_CHUNK", chunk)
+    special = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, np.finfo(dtype).smallest_subnormal],
+                       dtype)
+    x = np.concatenate([np.repeat(special, 3), RNG.standard_normal(37).astype(dtype)])
+    for x_ in (x, np.stack([x, x[::-1]]).T, np.repeat(x, 2)[::2]):
+        want = np.maximum(x_, np.zeros_like(x_))
+        got = fl.Relu().apply({}, x_)[0]
+        assert got.dtype == dtype and got.shape == x_.shape and got.flags.c_contiguous
+        assert got.tobytes() == np.ascontiguousarray(want).tobytes()
+
+
 def test_cross_entropy_gradient_is_the_gradient_of_its_value():
     # NumPy-Learn summed the loss over the batch but did not scale its gradient consistently.
     logits = RNG.normal(size=(5, 4))
