@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fnlearn import optim
@@ -335,7 +335,9 @@ QUADRATIC = {
     "lion": lambda n: optim.lion(_cd(0.05, n), weight_decay=0.0),
     "lamb": lambda n: optim.lamb(_cd(0.05, n)),
     # issue 16's rules (adan, adopt, mechanize and schedule-free need other settings or more steps here)
-    "radam": lambda n: optim.radam(_cd(0.1, n)),
+    # radam's first steps (rho_t <= 5) are momentum SGD and can throw it far; with 0.1, 5 of 601
+    # random problems (seed 2194, dim 5 among them) ended 0.06-0.15 away after 400 steps; with 0.2, none.
+    "radam": lambda n: optim.radam(_cd(0.2, n)),
     "nadamw": lambda n: optim.nadamw(_cd(0.1, n), weight_decay=0.0),
     "adabelief": lambda n: optim.adabelief(_cd(0.1, n)),
     "yogi": lambda n: optim.yogi(_cd(0.1, n)),
@@ -345,15 +347,22 @@ QUADRATIC = {
     "dog": lambda n: optim.dog(),
     "rprop": lambda n: optim.rprop(0.01),
     "novograd": lambda n: optim.novograd(_cd(0.1, n)),
-    "lookahead": lambda n: optim.lookahead(optim.adam(_cd(0.1, n)), 5, 0.5),
+    "lookahead": lambda n: optim.lookahead(optim.adam(_cd(0.2, n)), 5, 0.5),  # 0.1: 1 of 300 missed
     "adafactor": lambda n: optim.adafactor(_cd(0.1, n)),
     "cocob": lambda n: optim.cocob(),
 }
 
 
+QUADRATIC_STEPS = {"cocob": 800}
+"""Rules that need more than 400 steps: cocob (no learning rate) ended 0.10 from the minimiser of the
+example below after 400, and at most 0.014 from those of 602 random problems after 800."""
+
+
 @pytest.mark.parametrize("name", sorted(QUADRATIC))
 @settings(max_examples=10)  # 400 steps per example; the problems, not edge cases, are what varies
 @given(seed=st.integers(0, 2 ** 32 - 1), dim=st.integers(2, 6))
+@example(seed=2194, dim=5)  # found by a random run (radam with lr 0.1 ended 0.09 away)
+@example(seed=1321361842, dim=2)  # lookahead with lr 0.1 ended 0.08 away
 def test_converges_on_a_random_convex_quadratic(name, seed, dim):
     """f(x) = x.A.x/2 - b.x with eigenvalues of A in [1, 10]; the minimiser is A^-1 b."""
     rng = np.random.default_rng(seed)
@@ -361,7 +370,7 @@ def test_converges_on_a_random_convex_quadratic(name, seed, dim):
     a = q @ np.diag(rng.uniform(1.0, 10.0, dim)) @ q.T
     b = rng.normal(size=dim)
     x_star = np.linalg.solve(a, b)
-    steps = 400
+    steps = QUADRATIC_STEPS.get(name, 400)
     opt = QUADRATIC[name](steps)
     params = {"x": x_star + rng.normal(size=dim)}
     state = opt.init(params)
