@@ -385,3 +385,42 @@ def test_correct_loss_never_fails(logits, dtype, data, seed):
     labels = data.draw(st.lists(st.integers(0, logits.shape[1] - 1), min_size=logits.shape[0],
                                 max_size=logits.shape[0]))
     testing.check_loss_grad(mean_cross_entropy(), logits.astype(dtype), np.array(labels), seed=seed)
+
+
+def _biased_in_float32(bias, where):
+    """y = x @ w, whose float32 path multiplies ``where`` ("y" or "dx") by ``1 + bias``: a smooth,
+    systematic float32 error of the kind the precision property is for."""
+    def init(rng, input_shape, *, dtype=None):
+        dt = np.dtype(dtype or np.float32)
+        n = input_shape[-1]
+        return {"w": (rng.standard_normal((n, 3)) / np.sqrt(n)).astype(dt)}
+
+    def apply(params, x, *, rng=None, train=False):
+        w = params["w"]
+        f = 1.0 + bias if x.dtype == np.float32 else 1.0
+        y = (x @ w) * (f if where == "y" else 1.0)
+
+        def vjp(dy, *, compute_dx=True):
+            return {"w": x.T @ dy}, ((dy @ w.T) * (f if where == "dx" else 1.0) if compute_dx else None)
+        return y.astype(x.dtype), vjp
+    return fl.Layer(init, apply)
+
+
+@pytest.mark.parametrize("where", ["y", "dx"])
+@pytest.mark.parametrize("seed", range(5))
+def test_precision_catches_a_systematic_float32_error_of_3e_4(where, seed):
+    # The rounding floor moves its neighbours by up to 10% (fnlearn.testing._common.rounding_noise);
+    # a smooth error still stands out of it: 2e-4 was caught at 39-40 of 40 seeds, 3e-4 at all.
+    with pytest.raises(GradCheckError, match="precision"):
+        testing.check_layer(_biased_in_float32(3e-4, where), (-1, 4), properties=["precision"], seed=seed)
+    testing.check_layer(_biased_in_float32(0.0, where), (-1, 4), properties=["precision"], seed=seed)
+
+
+@pytest.mark.parametrize("seed", [151438, 151494, 151501, 151632])
+def test_precision_floor_covers_layernorm_over_two_features_in_float32(seed):
+    # Found by a random run: 1 - xhat**2 is about 1e-5 here, and its float32 rounding did not change
+    # under the 1e-3 and 1e-2 moves, so these seeds drew a floor of zero where the float32 error was
+    # 1.5e-8 (tolerance 8.2e-9).
+    x = np.array([[-0.5859375, 1.7421875]], np.float32)
+    testing.check_layer(fl.LayerNorm(), (-1, 2), x=x, properties=["precision"], seed=seed,
+                        params={"scale": np.ones(2, np.float32), "offset": np.zeros(2, np.float32)})
