@@ -1,26 +1,29 @@
 """How fast could a NumPy training step on PyTorch's MNIST example network be? A floor, against torch.
 
-The floor is the work that the step cannot avoid in NumPy, each piece on preallocated arrays, with no
-checks, no layers and no Python around it, in the cheapest spelling found:
+The floor is the work of the step in NumPy that fusing within a layer cannot remove, each piece on
+preallocated arrays, with no checks, no layers and no Python around it, in the cheapest spelling
+found (a reviewer's spellings of ReLU and max pooling included):
 
 - **the matrix products** (the FLOPs that fnlearn multiplies): each convolution's forward and weight
   gradient, the second convolution's input cotangent (the first layer needs none), both Dense layers'
   three products, and the bias gradients as ``ones @ dy``;
 - **the layers' own passes**, as the network's layers make them when each is a layer of its own (the
-  library's design): the bias adds, ReLU forward in place and its VJP, max pooling forward (three
-  ``np.maximum``) and VJP (four compare-and-multiply passes), the loss, and an SGD momentum update with
-  the learning rate folded into the gradient (three passes over the parameters).
+  library's design): ReLU forward in place and its VJP after both convolutions, max pooling forward
+  (three ``np.maximum``) and VJP (one comparison and one product over a 6-D view), the loss, and an
+  SGD momentum update with the learning rate folded into the gradient (three passes over the
+  parameters). The ReLU after the first Dense layer and the last layer's bias (a few microseconds)
+  are left out.
 
 Not in the floor, and timed beside it: the passes of the im2col formulation that fnlearn uses (the
 window rows of both convolutions, once each, and the input cotangent's nine strided adds over the
-whole batch; fnlearn's chunked and by-phase versions of these are cheaper, see cnn_profile.py).
+whole batch; fnlearn's chunked and by-phase versions of these are cheaper, see cnn_profile.py), and
+the bias adds, which a column of ones in the window rows would fold into the products.
 
 Each round runs one block of ``--steps`` steps of torch and of fnlearn's ``train_step`` (the same
 network, init and MNIST batches as ``benchmarks/cnn.py``) and calls each piece ``--steps`` times, in
-rotating order; ratios to torch are medians over rounds of per-round ratios. When the floor takes as
-long as torch's whole step, a NumPy step made of these products and passes cannot be faster than
-torch on this machine: the rest would have to come from fewer products (Winograd, FFT), from passes
-fused across layers, or from elementwise work on more than one core (docs/perf.md, issue 17).
+rotating order (so each piece runs on data in cache, which favours the floor); ratios to torch are
+medians over rounds of per-round ratios. Every pass runs on one core: a step that split its passes
+over two Python threads (BLAS at one thread) could go below the two-thread floor.
 
     python3 benchmarks/cnn_floor.py              # the machine's default threads
     python3 benchmarks/cnn_floor.py --threads 1
@@ -59,9 +62,9 @@ def floor_pieces(batch: int, rng: np.random.Generator) -> list[Piece]:
     h1 = arr(n, 26, 26, 32)  # the first ReLU's output: the second convolution's input
     cols2, w2, y2, dy2 = np.empty((r2, 288), f32), arr(288, 64), np.empty((r2, 64), f32), arr(r2, 64)
     dw2, dcols2 = np.empty((288, 64), f32), np.empty((r2, 288), f32)
-    dh1 = np.empty((n, 26, 26, 32), f32)
+    dh1 = arr(n, 26, 26, 32)  # written by the input cotangent's adds, read by the ReLU VJP
     a2, pooled = arr(n, 24, 24, 64), np.empty((n, 12, 12, 64), f32)
-    dpooled, da2 = arr(n, 12, 12, 64), np.empty((n, 24, 24, 64), f32)
+    dpooled, da2 = arr(n, 12, 12, 64), arr(n, 24, 24, 64)
     flat, w3, z3, dz3 = arr(n, 9216), arr(9216, 128), np.empty((n, 128), f32), arr(n, 128)
     dw3, dflat = np.empty((9216, 128), f32), np.empty((n, 9216), f32)
     h3, w4, z4, dz4 = arr(n, 128), arr(128, 10), np.empty((n, 10), f32), arr(n, 10)
@@ -76,7 +79,7 @@ def floor_pieces(batch: int, rng: np.random.Generator) -> list[Piece]:
     velocity = [np.zeros(s, f32) for s in sizes]
     labels = rng.integers(0, 10, n)
     taps2 = [(i, j) for i in range(3) for j in range(3)]
-    pool_taps = [(i, j) for i in range(2) for j in range(2)]
+    pool_taps = [(i, j) for i in range(2) for j in range(2)]  # the forward's views
 
     def conv1_rows():
         rows = cols1.reshape(9, n, 26, 26)
@@ -98,9 +101,13 @@ def floor_pieces(batch: int, rng: np.random.Generator) -> list[Piece]:
         y2.__iadd__(b2)
         z3.__iadd__(b3)
 
-    def relu_forward():
-        np.maximum(a1, 0.0, out=a1)
-        np.maximum(a2, 0.0, out=a2)
+    zeros1, zeros2 = np.zeros((4, 26, 26, 32), f32), np.zeros((4, 24, 24, 64), f32)
+
+    def relu_forward():  # in place, four examples at a time against a block of zeros
+        for a, zeros in ((a1, zeros1), (a2, zeros2)):
+            for k in range(0, n, 4):
+                part = a[k:k + 4]
+                np.maximum(part, zeros[:len(part)], out=part)
 
     def relu_vjp():  # the mask written into dx and multiplied there, four examples at a time
         for a, d, dx in ((a1, dh1, dx_relu1), (a2, da2, dx_relu2)):
@@ -115,11 +122,10 @@ def floor_pieces(batch: int, rng: np.random.Generator) -> list[Piece]:
         np.maximum(pooled, views[2], out=pooled)
         np.maximum(pooled, views[3], out=pooled)
 
-    def pool_vjp():
-        for i, j in pool_taps:
-            out = da2[:, i::2, j::2]
-            np.equal(a2[:, i::2, j::2], pooled, out=out)
-            out *= dpooled
+    def pool_vjp():  # one comparison and one product over the (n, 12, 2, 12, 2, 64) view
+        d6 = da2.reshape(n, 12, 2, 12, 2, 64)
+        np.equal(a2.reshape(n, 12, 2, 12, 2, 64), pooled[:, :, None, :, None, :], out=d6)
+        d6 *= dpooled[:, :, None, :, None, :]
 
     def loss():
         z = z4 - z4.max(axis=1, keepdims=True)
@@ -148,14 +154,14 @@ def floor_pieces(batch: int, rng: np.random.Generator) -> list[Piece]:
                                                        np.matmul(dz4, w4.T, out=dh3))),
         ("bias gradients (ones @ dy, three layers)", "product",
          lambda: (ones1 @ dy1, ones2 @ dy2, ones3 @ dz3)),
-        ("conv1 window rows, tap by tap", "im2col", conv1_rows),
-        ("conv2 window rows (once)", "im2col", conv2_rows),
-        ("conv2 input cotangent: nine strided adds", "im2col", col2im_adds),
-        ("bias adds (three layers)", "pass", bias_adds),
+        ("conv1 window rows, tap by tap", "outside", conv1_rows),
+        ("conv2 window rows (once)", "outside", conv2_rows),
+        ("conv2 input cotangent: nine strided adds", "outside", col2im_adds),
+        ("bias adds (three layers)", "outside", bias_adds),
         ("ReLU forward in place (two layers)", "pass", relu_forward),
         ("ReLU VJP: dy * (y > 0) (two layers)", "pass", relu_vjp),
         ("max pool forward: three np.maximum", "pass", pool_forward),
-        ("max pool VJP: four compare-and-multiply", "pass", pool_vjp),
+        ("max pool VJP: one compare, one multiply", "pass", pool_vjp),
         ("softmax cross-entropy and its gradient", "pass", loss),
         ("SGD momentum: three passes over the parameters", "pass", sgd_momentum),
     ]
@@ -168,7 +174,7 @@ def floor_pieces(batch: int, rng: np.random.Generator) -> list[Piece]:
 
 KINDS = {"product": "the step's matrix products",
          "pass": "the layers' own passes",
-         "im2col": "the im2col formulation's passes (not in the floor)"}
+         "outside": "not in the floor: im2col's passes; bias adds"}
 
 
 def main(argv=None) -> dict:
