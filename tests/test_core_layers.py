@@ -42,16 +42,24 @@ def test_relu_derivative_at_zero_is_zero():
     np.testing.assert_array_equal(vjp(np.ones((1, 3)))[1], np.zeros((1, 3)))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("chunk", [7, None])
-def test_relu_vjp_is_dy_times_a_zero_one_mask_bit_for_bit(monkeypatch, dtype, chunk):
-    # dy * 0.0 where x <= 0 or x is NaN: -0.0 for a negative dy, NaN for a NaN or infinite dy. In
-    # one piece, and in chunks of 7 entries (the last one short); inputs that are not contiguous.
+@pytest.fixture(params=[7, None], ids=["chunks-of-7", "one-piece"])
+def relu_chunk(request, monkeypatch):
+    """Relu in one piece, or in chunks of 7 entries (the last one short)."""
     from fnlearn.layers import activations
-    if chunk:
-        monkeypatch.setattr(activations, "_RELU_CHUNK", chunk)
-    special = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, np.finfo(dtype).smallest_subnormal],
-                       dtype)
+    if request.param:
+        monkeypatch.setattr(activations, "_RELU_CHUNK", request.param)
+
+
+def _special_floats(dtype):
+    return np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, np.finfo(dtype).smallest_subnormal],
+                    dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_vjp_is_dy_times_a_zero_one_mask_bit_for_bit(relu_chunk, dtype):
+    # dy * 0.0 where x <= 0 or x is NaN: -0.0 for a negative dy, NaN for a NaN or infinite dy. In
+    # one piece and in chunks; inputs that are not contiguous.
+    special = _special_floats(dtype)
     x, dy = (a.ravel() for a in np.meshgrid(special, special))
     x = np.concatenate([x, RNG.standard_normal(37).astype(dtype)])
     dy = np.concatenate([dy, RNG.standard_normal(37).astype(dtype)])
@@ -65,16 +73,10 @@ def test_relu_vjp_is_dy_times_a_zero_one_mask_bit_for_bit(monkeypatch, dtype, ch
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("chunk", [7, None])
-def test_relu_forward_is_the_maximum_with_zeros_bit_for_bit(monkeypatch, dtype, chunk):
-    # In one piece, and in chunks of 7 entries against one chunk of zeros (the last one short);
-    # signed zeros, NaN and infinities; inputs that are not contiguous.
-    from fnlearn.layers import activations
-    if chunk:
-        monkeypatch.setattr(activations, "_RELU_CHUNK", chunk)
-    special = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, np.finfo(dtype).smallest_subnormal],
-                       dtype)
-    x = np.concatenate([np.repeat(special, 3), RNG.standard_normal(37).astype(dtype)])
+def test_relu_forward_is_the_maximum_with_zeros_bit_for_bit(relu_chunk, dtype):
+    # In one piece and in chunks against one chunk of zeros; signed zeros, NaN and infinities;
+    # inputs that are not contiguous.
+    x = np.concatenate([np.repeat(_special_floats(dtype), 3), RNG.standard_normal(37).astype(dtype)])
     for x_ in (x, np.stack([x, x[::-1]]).T, np.repeat(x, 2)[::2]):
         want = np.maximum(x_, np.zeros_like(x_))
         got = fl.Relu().apply({}, x_)[0]

@@ -73,9 +73,8 @@ def _relu(x: Array) -> Array:
     y = np.empty(x.shape, x.dtype)
     zeros = np.zeros(_RELU_CHUNK, x.dtype)
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
-    for start in range(0, flat_y.size, _RELU_CHUNK):
-        part = flat_y[start:start + _RELU_CHUNK]
-        np.maximum(flat_x[start:start + _RELU_CHUNK], zeros[:part.size], out=part)
+    for part in _flat_chunks(flat_y.size):
+        np.maximum(flat_x[part], zeros[:part.stop - part.start], out=flat_y[part])
     return y
 
 
@@ -91,11 +90,15 @@ def _relu_vjp(x: Array, y: Array, dy: Array) -> Array:
         return dx
     dx = np.empty(x.shape, dy.dtype)
     flat_x, flat_dy, flat_dx = x.reshape(-1), dy.reshape(-1), dx.reshape(-1)
-    for start in range(0, flat_dx.size, _RELU_CHUNK):
-        part = flat_dx[start:start + _RELU_CHUNK]
-        np.greater(flat_x[start:start + _RELU_CHUNK], 0.0, out=part)
-        part *= flat_dy[start:start + _RELU_CHUNK]
+    for part in _flat_chunks(flat_dx.size):
+        np.greater(flat_x[part], 0.0, out=flat_dx[part])
+        flat_dx[part] *= flat_dy[part]
     return dx
+
+
+def _flat_chunks(size: int) -> list[slice]:
+    """``range(size)`` as slices of :data:`_RELU_CHUNK` entries (the last one may be shorter)."""
+    return [slice(start, min(start + _RELU_CHUNK, size)) for start in range(0, size, _RELU_CHUNK)]
 
 
 _RELU_CHUNK = 1 << 17
