@@ -47,6 +47,8 @@ CASES = {
                                     x_elements=ids),
     "Conv2D": dict(factory=fl.Conv2D, out_channels=dims, kernel_size=st.integers(1, 2),
                    feature_shape=image_shapes()),
+    "Conv2D (winograd)": dict(factory=fl.Conv2D, out_channels=dims, kernel_size=3, algorithm="winograd",
+                              padding="same", feature_shape=image_shapes()),
     "ConvTranspose2D": dict(factory=fl.ConvTranspose2D, out_channels=dims, kernel_size=st.integers(1, 2),
                             feature_shape=image_shapes(1)),
     "AvgPool2D": dict(factory=fl.AvgPool2D, window=st.integers(1, 2), feature_shape=image_shapes()),
