@@ -69,19 +69,21 @@ def test_winograd_passes_the_layer_battery(case):
 
 
 @given(size=st.tuples(st.integers(3, 10), st.integers(3, 10)), batch=st.integers(2, 5),
-       chunk=st.integers(1, 3), padding=PADDINGS, seed=fst.seeds())
-def test_winograd_in_batch_chunks_equals_one_chunk(size, batch, chunk, padding, seed):
+       chunk=st.integers(1, 3), padding=PADDINGS, channels=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       seed=fst.seeds())
+def test_winograd_in_batch_chunks_equals_one_chunk(size, batch, chunk, padding, channels, seed):
     """Force chunks of ``chunk`` examples: the output, the VJP (kernel gradient summed over chunks) and
     the finite-difference check are those of one chunk."""
-    layer = fl.Conv2D(2, 3, padding=padding, algorithm="winograd")
+    c_in, c_out = channels
+    layer = fl.Conv2D(c_out, 3, padding=padding, algorithm="winograd")
     rng = np.random.default_rng(seed)
-    params = layer.init(rng, (-1, *size, 3), dtype=np.float64)
-    x = rng.standard_normal((batch, *size, 3))
+    params = layer.init(rng, (-1, *size, c_in), dtype=np.float64)
+    x = rng.standard_normal((batch, *size, c_in))
     y_one, vjp_one = layer.apply(params, x)
     dy = rng.standard_normal(y_one.shape)
     d_one, dx_one = vjp_one(dy)
     blocks = np.prod(_winograd.tile_counts(y_one.shape[1:3]))
-    per_example = 36 * blocks * (3 + 2) * 8
+    per_example = 36 * blocks * (c_in + c_out) * 8
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_windows, "CHUNK_BYTES", per_example * chunk)
         assert _windows.batch_chunk(batch, per_example) == min(chunk, batch)
@@ -94,6 +96,27 @@ def test_winograd_in_batch_chunks_equals_one_chunk(size, batch, chunk, padding, 
     for key in ("w", "b"):
         np.testing.assert_allclose(d[key], d_one[key], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(d_no_dx[key], d_one[key], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_winograd_reads_non_contiguous_inputs_by_their_strides(padding):
+    """x as an NCHW array transposed to NHWC and as a stepped slice, with H = W = 10 (tiles fit the
+    "valid" input exactly, so the tiles are views of x itself): the results of the contiguous copy."""
+    layer = fl.Conv2D(5, 3, padding=padding, algorithm="winograd")
+    rng = np.random.default_rng(0)
+    params = layer.init(rng, (-1, 10, 10, 4), dtype=np.float64)
+    nchw = rng.standard_normal((3, 4, 10, 10))
+    wide = rng.standard_normal((3, 10, 20, 4))
+    for x in (nchw.transpose(0, 2, 3, 1), wide[:, :, ::2], wide[:, :, 10:][::-1]):
+        assert not x.flags.c_contiguous
+        y, vjp = layer.apply(params, x)
+        y_ref, vjp_ref = layer.apply(params, np.ascontiguousarray(x))
+        np.testing.assert_allclose(y, y_ref, rtol=1e-14, atol=1e-14)
+        dy = rng.standard_normal(y.shape)
+        reversed_dy = dy[..., ::-1].copy()[..., ::-1]  # dy again, not contiguous
+        (d, dx), (d_ref, dx_ref) = vjp(reversed_dy), vjp_ref(dy)
+        for a, b in ((dx, dx_ref), (d["w"], d_ref["w"]), (d["b"], d_ref["b"])):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
 
 
 def test_winograd_in_float32_stays_float32_and_is_accurate_to_about_1e_5():
@@ -126,17 +149,19 @@ def test_auto_takes_winograd_only_where_it_was_measured_faster(monkeypatch):
         layer.apply(params, np.zeros(shape, np.float32))
         return bool(calls)
 
-    assert runs_winograd(fl.Conv2D(8, 3), (2, 10, 10, 8))
+    assert conv.WINOGRAD_MIN_CHANNELS == 16 and conv.WINOGRAD_MAX_WASTE == 1.5
+    assert runs_winograd(fl.Conv2D(16, 3), (2, 10, 10, 16))
     assert runs_winograd(fl.Conv2D(64, 3, padding="same"), (2, 14, 14, 32))
+    assert runs_winograd(fl.Conv2D(16, 3, padding="same"), (2, 7, 7, 16))  # 8x8 blocks for 7x7: 1.31
     assert not runs_winograd(fl.Conv2D(32, 3), (2, 10, 10, 1))            # one input channel
-    assert not runs_winograd(fl.Conv2D(8, 3), (2, 10, 10, 7))              # too few channels
-    assert not runs_winograd(fl.Conv2D(8, 3), (2, 5, 5, 8))                # a 3x3 output: 1.78x waste
-    assert not runs_winograd(fl.Conv2D(8, 3, stride=2), (2, 10, 10, 8))
-    assert not runs_winograd(fl.Conv2D(8, 3, dilation=2), (2, 10, 10, 8))
-    assert not runs_winograd(fl.Conv2D(8, 2), (2, 10, 10, 8))
-    assert not runs_winograd(fl.Conv2D(8, 3, algorithm="im2col"), (2, 10, 10, 8))
+    assert not runs_winograd(fl.Conv2D(16, 3), (2, 10, 10, 15))            # too few channels
+    assert not runs_winograd(fl.Conv2D(15, 3), (2, 10, 10, 16))
+    assert not runs_winograd(fl.Conv2D(16, 3), (2, 5, 5, 16))              # a 3x3 output: 1.78x waste
+    assert not runs_winograd(fl.Conv2D(16, 3, stride=2), (2, 10, 10, 16))
+    assert not runs_winograd(fl.Conv2D(16, 3, dilation=2), (2, 10, 10, 16))
+    assert not runs_winograd(fl.Conv2D(16, 2), (2, 10, 10, 16))
+    assert not runs_winograd(fl.Conv2D(16, 3, algorithm="im2col"), (2, 10, 10, 16))
     assert runs_winograd(fl.Conv2D(1, 3, algorithm="winograd"), (2, 3, 3, 1))
-    assert conv.WINOGRAD_MIN_CHANNELS == 8
 
 
 def test_winograd_errors_name_the_layer_and_the_fix():

@@ -30,19 +30,20 @@ from ..initializers import Initializer, lecun_normal, zeros
 from . import _winograd, _windows
 
 ALGORITHMS = ("auto", "im2col", "winograd")
-WINOGRAD_MIN_CHANNELS = 8
+WINOGRAD_MIN_CHANNELS = 16
+"""``algorithm="auto"``: the fewest input and output channels for Winograd (:func:`_auto_winograd`)."""
 WINOGRAD_MAX_WASTE = 1.5
-"""``algorithm="auto"`` takes Winograd's F(4x4, 3x3) (:mod:`fnlearn.layers._winograd`) for a 3x3
-kernel with unit stride and dilation when the input and output have at least
-``WINOGRAD_MIN_CHANNELS`` channels and the 4x4 output blocks cover at most ``WINOGRAD_MAX_WASTE``
-times the output (a 3x3 output needs one 4x4 block: 1.78); else im2col. Measured on batches of 64,
-docs/perf.md ("Winograd")."""
+"""``algorithm="auto"``: the most output the 4x4 blocks may cover, as a multiple of the output."""
 
 
 def _auto_winograd(c_in: int, c_out: int, out: tuple[int, int]) -> bool:
+    """Whether ``algorithm="auto"`` takes Winograd's F(4x4, 3x3) (:mod:`fnlearn.layers._winograd`)
+    for a 3x3 kernel with unit stride and dilation: with at least ``WINOGRAD_MIN_CHANNELS`` input and
+    output channels, and 4x4 blocks that cover at most ``WINOGRAD_MAX_WASTE`` times the output (a 3x3
+    output needs one block: 1.78). Measured on batches of 64 (docs/perf.md, "Winograd"): with 8
+    channels Winograd was 1.1-1.4x slower on outputs of 7 to 14 pixels, with 16 or more 0.5-0.9x."""
     blocks = np.prod([_winograd.OUT * t for t in _winograd.tile_counts(out)])
-    return (min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS and out[0] * out[1] > 0
-            and blocks <= WINOGRAD_MAX_WASTE * out[0] * out[1])
+    return min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS and blocks <= WINOGRAD_MAX_WASTE * out[0] * out[1]
 
 
 def _check_nhwc(name: str, shape: Shape) -> Shape:
@@ -125,10 +126,11 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
             ``1 / (kh * kw * in)``).
         b_init: initializer of ``b`` (``(out,)``); default zeros.
         algorithm: ``"im2col"`` (window rows times the kernel matrix), ``"winograd"`` (Winograd's
-            F(4x4, 3x3), 3x3 kernels with unit stride and dilation only: 4x fewer multiplications,
-            float32 results about ten times less accurate, ~1e-5 relative) or ``"auto"`` (default:
-            Winograd where it was measured faster, see ``WINOGRAD_MIN_CHANNELS``; else im2col). Both
-            give the same function and VJP up to rounding.
+            F(4x4, 3x3), 3x3 kernels with unit stride and dilation only: about 2x fewer
+            multiplications, float32 results up to ~1e-5 relative, 5-35x less accurate; a NaN or
+            inf spreads over the 4x4 output blocks around it; see ``fnlearn.layers._winograd``) or
+            ``"auto"`` (default: Winograd where it was measured faster, see ``_auto_winograd``;
+            else im2col). Both give the same function and VJP up to rounding.
 
     Shapes: ``x`` is ``(batch, H, W, in)``; ``y`` is ``(batch, OH, OW, out)`` with
     ``OH = (H + pad_top + pad_bottom - dh * (kh - 1) - 1) // sh + 1`` (likewise ``OW``). The forward
