@@ -12,6 +12,10 @@ are not there, with a note). They run in alternating blocks of ``--steps`` steps
 OpenBLAS's spinning threads and machine drift fall on both; the medians of the blocks are reported,
 and each library's loss trajectory: its first loss and its mean loss over steps 150-200.
 
+fnlearn runs ``train_step(..., threads=N)`` with N the BLAS thread count (the machine's cores by
+default, 1 with ``--threads 1``): the batch in N parts on N Python threads, BLAS on one thread
+meanwhile. With N > 1 the plain ``threads=1`` step runs too, as ``fnlearn-t1``.
+
     python3 benchmarks/cnn.py                  # the machine's default threads
     python3 benchmarks/cnn.py --threads 1
     python3 benchmarks/cnn.py --malloc reuse   # after fl.reuse_freed_memory(), as the examples do
@@ -29,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 import fnlearn as fl
-from fnlearn import interop
+from fnlearn import _blas, interop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
@@ -76,8 +80,8 @@ def optimizers(model_name: str):
     return fl.optim.adam(1e-3), lambda torch, ps: torch.optim.Adam(ps, lr=1e-3)
 
 
-def fnlearn_step(model: fl.Layer, params, opt) -> Callable:
-    train_step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)
+def fnlearn_step(model: fl.Layer, params, opt, threads: int = 1) -> Callable:
+    train_step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt, threads=threads)
     box = {"params": params, "state": opt.init(params)}
 
     def step(x, y):
@@ -127,6 +131,9 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=20, help="steps per contestant per block")
     p.add_argument("--rounds", type=int, default=10, help="blocks per contestant (10 x 20 = 200 steps)")
     p.add_argument("--threads", type=int, default=None, help="limit BLAS and torch to N threads")
+    p.add_argument("--fl-threads", type=int, default=None,
+                   help="fnlearn's train_step(threads=N) (default: the BLAS thread count after --threads); "
+                        "when N > 1, fnlearn with threads=1 runs too, as 'fnlearn-t1'")
     p.add_argument("--malloc", choices=("default", "reuse"), default="default",
                    help="'reuse': call fl.reuse_freed_memory() first, as the examples do (process-wide)")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default $FNLEARN_DATA_DIR)")
@@ -140,7 +147,10 @@ def main(argv=None) -> dict:
     model = torch_example_model() if args.model == "torch-example" else _example_model()
     params = model.init(np.random.default_rng(0), INPUT_SHAPE)
     fl_opt, make_torch_opt = optimizers(args.model)
-    contestants = {"fnlearn": lambda: fnlearn_step(model, params, fl_opt)}
+    fl_threads = args.fl_threads or args.threads or _blas.num_threads() or 1
+    contestants = {"fnlearn": lambda: fnlearn_step(model, params, fl_opt, fl_threads)}
+    if fl_threads > 1:
+        contestants["fnlearn-t1"] = lambda: fnlearn_step(model, params, fl_opt)
     try:
         import torch
         if args.threads:
@@ -165,9 +175,10 @@ def main(argv=None) -> dict:
     what = ("PyTorch's MNIST example network (no dropout), SGD 0.01 momentum 0.9"
             if args.model == "torch-example" else "examples/mnist_cnn.py's CNN, Adam 1e-3")
     print(f"{what}; batch {args.batch_size}, float32, {source}; medians of {args.rounds} alternating "
-          f"blocks of {args.steps} steps; threads: {args.threads or 'default'}; malloc: {args.malloc}")
+          f"blocks of {args.steps} steps; threads: {args.threads or 'default'}; malloc: {args.malloc}; "
+          f"fnlearn: train_step(threads={fl_threads})")
     print(measure.blas_line(machine))
-    print(f"{'contestant':<10} {'ms/step':>8} {'samples/s':>10} {'first loss':>11} "
+    print(f"{'contestant':<11} {'ms/step':>8} {'samples/s':>10} {'first loss':>11} "
           f"{'mean loss ' + '-'.join(map(str, LOSS_WINDOW)):>20}")
     results = {}
     for name, ts in times.items():
@@ -176,7 +187,7 @@ def main(argv=None) -> dict:
         mean = float(np.mean(window)) if window else float("nan")
         results[name] = t
         results[f"{name}_losses"] = losses[name]
-        print(f"{name:<10} {1e3 * t:8.1f} {args.batch_size / t:10,.0f} {losses[name][0]:11.6f} "
+        print(f"{name:<11} {1e3 * t:8.1f} {args.batch_size / t:10,.0f} {losses[name][0]:11.6f} "
               f"{mean:20.4f}")
     if "torch" in times:
         print(f"fnlearn speed relative to torch: {results['torch'] / results['fnlearn']:.2f}x "

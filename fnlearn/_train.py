@@ -23,14 +23,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _checks
+from . import _blas, _checks, _split
 from ._grad import Loss, _check_functions, _check_state_flag, loss_output
 from ._types import ApplyFn
 from .optim._base import Optimizer, apply_updates, is_optimizer, scalar_rule
 
 
 def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
-               has_state: bool = False) -> Callable[..., Any]:
+               has_state: bool = False, threads: int = 1) -> Callable[..., Any]:
     """Build ``step(params, opt_state, x, target, *, rng=None) -> (params, opt_state, loss_value)``.
 
     One call is one training step, the same as::
@@ -76,6 +76,11 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
     if not is_optimizer(optimizer):
         raise TypeError(f"train_step: optimizer must be an Optimizer(init, update), got "
                         f"{type(optimizer).__name__}. Call the constructor, e.g. fl.optim.sgd(0.1).")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"train_step: threads must be a positive int, got {threads!r}.")
+    if threads > 1 and has_state:
+        raise ValueError("train_step: threads > 1 splits the batch, and a model with state (BatchNorm) "
+                         "would then compute its batch statistics per part. Use threads=1.")
     scalar = scalar_rule(optimizer)
     update = optimizer.update
 
@@ -120,7 +125,16 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         params, opt_state = descend(params, opt_state, box)
         return params, opt_state, value
 
-    return step
+    if threads == 1:
+        return step
+    inner, apply = step, _split.batch_parallel(apply, int(threads))
+
+    def step_on_threads(params: Any, opt_state: Any, x: Any, target: Any, *,
+                        rng: np.random.Generator | None = None) -> tuple[Any, Any, Any]:
+        with _blas.one_thread():
+            return inner(params, opt_state, x, target, rng=rng)
+
+    return step_on_threads
 
 
 def _factor(rule: Callable[[Any], tuple[Any, Any]], opt_state: Any) -> tuple[float, Any]:
