@@ -19,13 +19,21 @@ meanwhile. With N > 1 the plain ``threads=1`` step runs too, as ``fnlearn-t1``.
     python3 benchmarks/cnn.py                  # the machine's default threads
     python3 benchmarks/cnn.py --threads 1
     python3 benchmarks/cnn.py --malloc reuse   # after fl.reuse_freed_memory(), as the examples do
+    python3 benchmarks/cnn.py --only torch     # one contestant alone
+    python3 benchmarks/cnn.py --processes 3    # each contestant alone in its own process, 3 times each
+
+Alternating blocks in one process leave each library's idle threads spinning into the other's block
+(OpenBLAS's after a product, torch's OpenMP threads after an operator) and share one malloc heap;
+``--processes`` keeps the libraries apart, at the price of the machine's drift between processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
@@ -137,7 +145,16 @@ def main(argv=None) -> dict:
     p.add_argument("--malloc", choices=("default", "reuse"), default="default",
                    help="'reuse': call fl.reuse_freed_memory() first, as the examples do (process-wide)")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default $FNLEARN_DATA_DIR)")
+    p.add_argument("--only", choices=("fnlearn", "fnlearn-t1", "torch"), default=None,
+                   help="run one contestant alone, for comparisons in separate processes (no other "
+                        "library's threads spin in this one)")
+    p.add_argument("--processes", type=int, default=0, metavar="K",
+                   help="instead of alternating blocks in this process, run each contestant alone in "
+                        "its own process (--only), K times each in alternating order, and report the "
+                        "medians of those processes")
     args = p.parse_args(argv)
+    if args.processes:
+        return _in_processes(args, [a for a in (argv if argv is not None else sys.argv[1:])])
     if args.malloc == "reuse" and not fl.reuse_freed_memory():
         print("fl.reuse_freed_memory() changed nothing here (not glibc)")
     measure.limit_threads(args.threads)
@@ -152,12 +169,19 @@ def main(argv=None) -> dict:
     if fl_threads > 1:
         contestants["fnlearn-t1"] = lambda: fnlearn_step(model, params, fl_opt)
     try:
+        if args.only not in (None, "torch"):
+            raise ImportError  # not even imported: its threads stay out of this process
         import torch
         if args.threads:
             torch.set_num_threads(args.threads)
         contestants["torch"] = lambda: torch_step(args.model, model, params, make_torch_opt)
     except ImportError:
-        print("torch is not installed: timing fnlearn only (pip install torch==2.13.0)")
+        if args.only is None:
+            print("torch is not installed: timing fnlearn only (pip install torch==2.13.0)")
+    if args.only:
+        if args.only not in contestants:
+            p.error(f"--only {args.only}: not a contestant in this configuration ({', '.join(contestants)})")
+        contestants = {args.only: contestants[args.only]}
     first = slice(0, args.batch_size)
     for make in contestants.values():  # warm-up on throwaway copies: the timed runs start fresh
         make()(x[first], y[first])
@@ -189,9 +213,47 @@ def main(argv=None) -> dict:
         results[f"{name}_losses"] = losses[name]
         print(f"{name:<11} {1e3 * t:8.1f} {args.batch_size / t:10,.0f} {losses[name][0]:11.6f} "
               f"{mean:20.4f}")
-    if "torch" in times:
+        if args.only:
+            print("RESULT " + json.dumps({"name": name, "ms": 1e3 * t, "first": losses[name][0], "mean": mean}))
+    if "torch" in times and "fnlearn" in times:
         print(f"fnlearn speed relative to torch: {results['torch'] / results['fnlearn']:.2f}x "
               f"(median of per-round ratios {measure.median_ratio(times['torch'], times['fnlearn']):.2f}x)")
+    return results
+
+
+def _in_processes(args: argparse.Namespace, argv: list[str]) -> dict:
+    """``--processes K``: each contestant alone in its own process, K times, in alternating order."""
+    passed, skip = [], False
+    for a in argv:  # drop --processes K (and --only) from the arguments passed on
+        if skip:
+            skip = False
+        elif a in ("--processes", "--only"):
+            skip = True
+        elif not a.startswith(("--processes=", "--only=")):
+            passed.append(a)
+    names = ["fnlearn", "torch"] if importlib.util.find_spec("torch") else ["fnlearn"]
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for k in range(args.processes):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            out = subprocess.run([sys.executable, __file__, *passed, "--only", name], check=True,
+                                 capture_output=True, text=True).stdout
+            line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+            runs[name].append(json.loads(line[len("RESULT "):]))
+            if k == 0 and name == names[0]:  # the first process's description and BLAS lines
+                lines = out.splitlines()
+                print("\n".join(lines[:next(i for i, x in enumerate(lines) if x.startswith("contestant"))]))
+    print(f"each contestant alone in its own process, {args.processes} processes each, alternating; "
+          f"medians of their ms/step")
+    print(f"{'contestant':<11} {'ms/step':>8} {'all processes':>30} {'first loss':>11} "
+          f"{'mean loss ' + '-'.join(map(str, LOSS_WINDOW)):>20}")
+    results = {}
+    for name, rs in runs.items():
+        ms = [r["ms"] for r in rs]
+        results[name] = statistics.median(ms) / 1e3
+        print(f"{name:<11} {statistics.median(ms):8.1f} {' '.join(f'{m:.1f}' for m in ms):>30} "
+              f"{rs[0]['first']:11.6f} {rs[0]['mean']:20.4f}")
+    if "torch" in results:
+        print(f"fnlearn speed relative to torch: {results['torch'] / results['fnlearn']:.2f}x (medians)")
     return results
 
 

@@ -29,6 +29,22 @@ def test_cnn_benchmark_runs_and_reports_every_contestant(model, capsys):
     assert "first loss" in out and "BLAS:" in out
 
 
+def test_cnn_benchmark_runs_each_contestant_in_its_own_process(capsys):
+    results = _bench().main(["--processes", "1", "--batch-size", "4", "--steps", "2", "--rounds", "1",
+                             "--threads", "1"])
+    out = capsys.readouterr().out
+    assert results["fnlearn"] > 0 and "each contestant alone in its own process" in out
+    assert "BLAS:" in out and "train_step(threads=1)" in out
+
+
+def test_cnn_benchmark_runs_fnlearn_on_threads_beside_one_thread():
+    results = _bench().main(["--batch-size", "4", "--steps", "2", "--rounds", "2", "--fl-threads", "2",
+                             "--only", "fnlearn-t1"])
+    assert set(results) == {"fnlearn-t1", "fnlearn-t1_losses"}
+    both = _bench().main(["--batch-size", "4", "--steps", "2", "--rounds", "2", "--fl-threads", "2"])
+    np.testing.assert_allclose(both["fnlearn_losses"], both["fnlearn-t1_losses"], rtol=1e-5)
+
+
 def test_cnn_benchmark_starts_both_libraries_from_the_same_weights_and_batches():
     pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[compare]')")
     results = _bench().main(["--batch-size", "8", "--steps", "3", "--rounds", "2", "--threads", "1"])
