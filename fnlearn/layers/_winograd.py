@@ -184,14 +184,19 @@ def _into_blocks(dy: Array, blocks: Array) -> None:
 
 def _add_tiles(dtiles: Array, out: Array) -> None:
     """Write into ``out`` ``(m, 4 th + 2, 4 tw + 2, C)`` the sum of the overlapping tiles ``dtiles``
-    ``(6, 6, m, th, tw, C)`` (the transpose of :func:`_tiles`), overwriting it."""
+    ``(6, 6, m, th, tw, C)`` (the transpose of :func:`_tiles`), overwriting it.
+
+    Rows 0-3 and columns 0-3 of every tile cover each position of ``out[:, :4 th, :4 tw]`` once: one
+    copy. Rows 4-5 (columns 0-3) and columns 4-5 (rows 0-3) of the tiles land on every fourth row or
+    column, side by side: one add each; the four corners add one by one."""
+    m, c = out.shape[0], out.shape[3]
     th, tw = dtiles.shape[3:5]
     rows, cols = OUT * th, OUT * tw
     out[:, rows:] = 0
     out[:, :rows, cols:] = 0
-    # the first 4x4 of every tile covers each position once: a copy; the last two rows and columns add
-    out[:, :rows, :cols].reshape(out.shape[0], th, OUT, tw, OUT, out.shape[3])[...] = (
-        dtiles[:OUT, :OUT].transpose(2, 3, 0, 4, 1, 5))
-    for a in range(TILE):
-        for e in range(OUT if a < OUT else 0, TILE):
+    out[:, :rows, :cols].reshape(m, th, OUT, tw, OUT, c)[...] = dtiles[:OUT, :OUT].transpose(2, 3, 0, 4, 1, 5)
+    for a in range(OUT, TILE):  # a tile's row a: every fourth row from a, all its 4 columns side by side
+        out[:, a:a + rows:OUT, :cols].reshape(m, th, tw, OUT, c)[...] += dtiles[a, :OUT].transpose(1, 2, 3, 0, 4)
+        out[:, :rows, a:a + cols:OUT].reshape(m, th, OUT, tw, c)[...] += dtiles[:OUT, a].transpose(1, 2, 0, 3, 4)
+        for e in range(OUT, TILE):
             out[:, a:a + rows:OUT, e:e + cols:OUT] += dtiles[a, e]
