@@ -145,7 +145,9 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
     ``init(rng, input_shape, *, dtype=None, input_dtype=None)``: ``input_dtype`` is the dtype of the
     model's input when it differs from the parameter dtype (integer token ids, say). ``apply`` passes
     ``rng`` (split with ``rng.spawn``) and ``train`` to every child. The VJP of the whole model skips the
-    first child's input cotangent when called with ``compute_dx=False``.
+    first child's input cotangent when called with ``compute_dx=False``. A ``Relu()`` directly followed
+    by ``MaxPool2D`` runs after the pooling, on the pooled entries: the same output and gradients
+    (``_execution_order``).
 
     If any child is a :class:`fnlearn.StatefulLayer` (e.g. :func:`fnlearn.BatchNorm`), the result is a
     ``StatefulLayer`` too: ``init`` returns ``(params, state)`` with ``state`` keyed like ``params``
@@ -181,13 +183,15 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
         return params
 
     key_set = frozenset(keys)
+    order = _execution_order(pairs)
 
     def apply(params: Params, x: Array, *, rng: np.random.Generator | None = None, train: bool = False):
         if type(params) is not dict or params.keys() != key_set:
             _check_children("serial", params, keys)
         rngs = rng.spawn(len(pairs)) if rng is not None else [None] * len(pairs)
         vjps = []
-        for i, (key, layer) in enumerate(pairs):
+        for i in order:
+            key, layer = pairs[i]
             try:
                 x, vjp_i = layer.apply(params[key], x, rng=rngs[i], train=train)
             except (ValueError, TypeError) as err:
@@ -196,17 +200,41 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Any]:
             grads: dict[str, Params] = {}
-            for i in range(len(pairs) - 1, -1, -1):
-                try:  # only the first child may skip its input cotangent
-                    grads[pairs[i][0]], dy = (vjps[i](dy) if compute_dx or i
-                                              else _checks.call_vjp(vjps[i], dy, False))
+            for j in range(len(order) - 1, -1, -1):
+                key, layer = pairs[order[j]]
+                try:  # only the child that ran first may skip its input cotangent
+                    grads[key], dy = (vjps[j](dy) if compute_dx or j
+                                      else _checks.call_vjp(vjps[j], dy, False))
                 except (ValueError, TypeError) as err:
-                    raise _child_error("serial", i, pairs[i][0], pairs[i][1], err) from err
+                    raise _child_error("serial", order[j], key, layer, err) from err
             return {k: grads[k] for k in keys}, (dy if compute_dx else None)
 
         return x, vjp
 
     return Layer(init, _describe("serial", apply, pairs, named))
+
+
+def _execution_order(pairs: list[tuple[str, Any]]) -> list[int]:
+    """The order in which ``serial`` runs its children: their own, except that a Relu directly followed
+    by MaxPool2D runs after it. Max pooling commutes with ReLU (``max(relu(a), relu(b)) =
+    relu(max(a, b))``, ReLU being non-decreasing), so pooling first gives the same output with ReLU
+    (and its VJP) on the pooled entries only (a quarter of them for 2x2 windows; on PyTorch's MNIST
+    example network 5% of the step at one thread, 4% at two). The gradients agree too: where a
+    window's maximum is positive both orders send the cotangent to the same entry (ReLU keeps positive
+    values and their ties), and where it is not both give zeros (ReLU's derivative at 0 is 0). Only a
+    window that holds a NaN (whose output is NaN either way) may send its cotangent elsewhere. The
+    layers are told apart by tags on their ``apply`` (``commutes_with`` on Relu's, ``op`` on
+    MaxPool2D's)."""
+    order, i = [], 0
+    while i < len(pairs):
+        if (i + 1 < len(pairs) and getattr(pairs[i][1].apply, "commutes_with", None) is not None
+                and getattr(pairs[i][1].apply, "commutes_with") == getattr(pairs[i + 1][1].apply, "op", None)):
+            order += [i + 1, i]
+            i += 2
+        else:
+            order.append(i)
+            i += 1
+    return order
 
 
 def _serial_with_state(pairs: list[tuple[str, Any]], named: bool) -> StatefulLayer:

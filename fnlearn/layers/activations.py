@@ -58,8 +58,15 @@ def _elementwise(name: str, forward: Forward, backward: Backward, *, residual: b
 
 
 def Relu() -> Layer:
-    """``max(x, 0)``; the derivative at 0 is taken as 0 (PyTorch and JAX agree)."""
-    return _elementwise("Relu", _relu, _relu_vjp)
+    """``max(x, 0)``; the derivative at 0 is taken as 0 (PyTorch and JAX agree).
+
+    Inside :func:`fnlearn.serial`, a Relu directly followed by :func:`fnlearn.MaxPool2D` runs after
+    the pooling instead, on the pooled entries (a quarter of them for 2x2 windows): ``max(relu(a),
+    relu(b)) = relu(max(a, b))``, and both orders give the same gradients except in a window that
+    holds a NaN (``fnlearn.combinators._execution_order``)."""
+    layer = _elementwise("Relu", _relu, _relu_vjp)
+    layer.apply.commutes_with = "max_pool"  # type: ignore[attr-defined]
+    return layer
 
 
 def _relu(x: Array) -> Array:

@@ -96,7 +96,9 @@ def MaxPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any
 
         return y, vjp
 
-    return Layer(init, _checks.named(apply, name))
+    apply = _checks.named(apply, name)
+    apply.op = "max_pool"  # type: ignore[attr-defined]  # serial runs a Relu before it after it
+    return Layer(init, apply)
 
 
 _CHUNK_BYTES = 1 << 20
