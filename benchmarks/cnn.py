@@ -131,7 +131,7 @@ def batches(n: int, batch_size: int, data_dir: str | None) -> tuple[np.ndarray, 
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--model", choices=("torch-example", "example"), default="torch-example",
                    help="torch-example: PyTorch's MNIST example network with SGD momentum (default); "
                         "example: examples/mnist_cnn.py's CNN with Adam")
@@ -235,8 +235,11 @@ def _in_processes(args: argparse.Namespace, argv: list[str]) -> dict:
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for k in range(args.processes):
         for name in names[k % len(names):] + names[:k % len(names)]:
-            out = subprocess.run([sys.executable, __file__, *passed, "--only", name], check=True,
-                                 capture_output=True, text=True).stdout
+            run = subprocess.run([sys.executable, __file__, *passed, "--only", name],
+                                 capture_output=True, text=True)
+            if run.returncode:
+                raise SystemExit(f"--processes: the {name} process failed:\n{run.stderr}")
+            out = run.stdout
             line = next(x for x in out.splitlines() if x.startswith("RESULT "))
             runs[name].append(json.loads(line[len("RESULT "):]))
             if k == 0 and name == names[0]:  # the first process's description and BLAS lines

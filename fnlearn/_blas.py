@@ -4,13 +4,16 @@
 thread meanwhile: OpenBLAS's own worker threads keep spinning for about 0.1 s after every product
 and would take the cores from the Python threads (docs/perf.md). NumPy's wheels ship OpenBLAS as a
 shared library next to the package (``numpy.libs`` on Linux and Windows, ``numpy/.dylibs`` on macOS);
-its ``openblas_set_num_threads`` is found under the names the scipy-openblas builds give it. Where
-NumPy uses another BLAS (MKL, Accelerate) nothing is found and nothing is changed.
+its ``openblas_set_num_threads`` is found under the names the scipy-openblas builds give it. Nothing
+is found, and nothing is changed, where NumPy uses another BLAS (MKL, Accelerate) or an OpenBLAS
+from elsewhere (a Linux distribution's or conda's NumPy); ``train_step`` then warns. The setting is
+process-wide: other threads' products during the block run on one BLAS thread too.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +48,17 @@ def _find() -> tuple[Any, Any] | None:
 _API: list[Any] = []
 _LOCK = threading.Lock()
 _DEPTH = [0, 0]  # [callers inside one_thread, the thread count to restore]
+
+
+def _reset_after_fork() -> None:
+    """A forked child has none of the parent's threads inside ``one_thread``: start from zero."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    _DEPTH[:] = [0, 0]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _api() -> tuple[Any, Any] | None:

@@ -15,8 +15,9 @@ an ``rng``, part ``i`` draws from ``rng.spawn(parts)[i]``, so dropout masks diff
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 import numpy as np
@@ -32,14 +33,31 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     """A process-wide pool with at least ``workers`` threads (made on first use, grown when asked)."""
     with _POOL_LOCK:
         if not _POOL or _POOL[0]._max_workers < workers:
+            if _POOL:
+                _POOL[0].shutdown(wait=False)
             _POOL[:] = [ThreadPoolExecutor(workers, thread_name_prefix="fnlearn")]
         return _POOL[0]
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: its first threaded step makes a new pool."""
+    global _POOL_LOCK
+    _POOL.clear()
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _run(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Each call's result, the first on this thread and the others on the pool, at once."""
+    """Each call's result, the first on this thread and the others on the pool, at once. Returns (or
+    raises the first error, in call order) only when every call has finished."""
     futures = [_pool(len(calls) - 1).submit(c) for c in calls[1:]]
-    first = calls[0]()
+    try:
+        first = calls[0]()
+    finally:
+        wait(futures)
     return [first, *(f.result() for f in futures)]
 
 
@@ -54,7 +72,7 @@ def batch_parallel(apply: ApplyFn, parts: int, caller: str = "train_step") -> Ap
 
     def split_apply(params: Any, x: Any, *, rng: np.random.Generator | None = None,
                     train: bool = False) -> tuple[Any, Callable[..., Any]]:
-        if type(x) is not np.ndarray or x.ndim == 0:
+        if not isinstance(x, np.ndarray) or x.ndim == 0:
             raise TypeError(f"{caller}: threads > 1 splits the batch along axis 0 of x, which must be a "
                             f"NumPy array; got {type(x).__name__}. Use threads=1 for other inputs.")
         pieces = _slices(len(x), parts)
@@ -64,10 +82,13 @@ def batch_parallel(apply: ApplyFn, parts: int, caller: str = "train_step") -> Ap
         outs = _run([lambda s=s, r=r: apply(params, x[s], rng=r, train=train)
                      for s, r in zip(pieces, rngs)])
         preds = [pred for pred, _ in outs]
-        if not all(type(p) is np.ndarray and p.ndim and len(p) == s.stop - s.start
-                   for p, s in zip(preds, pieces)):
-            raise TypeError(f"{caller}: threads > 1 needs a model whose output is one array with the "
-                            f"batch on axis 0; got {type(preds[0]).__name__}. Use threads=1.")
+        for p, s in zip(preds, pieces):
+            if not isinstance(p, np.ndarray) or p.ndim == 0 or len(p) != s.stop - s.start:
+                got = (f"an array of shape {p.shape}" if isinstance(p, np.ndarray)
+                       else type(p).__name__)
+                raise TypeError(f"{caller}: threads > 1 needs a model whose output is one array with "
+                                f"the batch on axis 0 (for a part of {s.stop - s.start} examples, "
+                                f"shape ({s.stop - s.start}, ...)); got {got}. Use threads=1.")
         vjps = [vjp for _, vjp in outs]
         del outs
         pred = np.concatenate(preds)
@@ -89,10 +110,10 @@ def batch_parallel(apply: ApplyFn, parts: int, caller: str = "train_step") -> Ap
 def _sum_trees(trees: list[Any]) -> Any:
     """The leafwise sum of the parts' gradient trees: added into the first tree's arrays when nobody
     else holds them (``train_step``'s test for private updates), else into new arrays."""
-    from ._train import _add_into, _private_tree  # (imported here: _train imports this module)
+    from ._train import _EXACT_REFCOUNTS, _add_into, _private_tree  # (here: _train imports this)
     held = {"probe": object(), "": trees.pop(0)}
     for other in trees:
-        if _private_tree({"": other}, held, -1):
+        if _EXACT_REFCOUNTS and _private_tree({"": other}, held, -1):
             _add_into(other, held[""])
         else:
             held[""] = _add_trees(held[""], other)

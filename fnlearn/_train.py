@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+import warnings
 import weakref
 from typing import Any, Callable
 
@@ -81,6 +82,10 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
     if threads > 1 and has_state:
         raise ValueError("train_step: threads > 1 splits the batch, and a model with state (BatchNorm) "
                          "would then compute its batch statistics per part. Use threads=1.")
+    if threads > 1 and _blas.num_threads() is None:
+        warnings.warn("train_step: threads > 1, but NumPy's OpenBLAS was not found, so BLAS keeps its own "
+                      "threads during the step and they compete with the step's threads. Limit BLAS to "
+                      "one thread yourself (threadpoolctl) or use threads=1.", RuntimeWarning, stacklevel=2)
     scalar = scalar_rule(optimizer)
     update = optimizer.update
 

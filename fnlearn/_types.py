@@ -28,6 +28,7 @@ rule, and the shape that ``init`` threads is by construction the shape ``apply``
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, NamedTuple, Protocol, Union
 
 import numpy as np
@@ -75,6 +76,12 @@ class Layer(NamedTuple):
 
     def __repr__(self) -> str:
         return layer_repr(self)
+
+
+LAYER_KINDS: "weakref.WeakKeyDictionary[Callable[..., Any], str]" = weakref.WeakKeyDictionary()
+"""What some of fnlearn's own layers are (``"relu"``, ``"max_pool"``), keyed by their ``apply`` function
+itself, so a wrapper (even one made with ``functools.wraps``) is never taken for the layer it wraps.
+``serial`` reorders a Relu and the MaxPool2D after it by these (``combinators._execution_order``)."""
 
 
 def layer_repr(layer: Any) -> str:

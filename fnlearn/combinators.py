@@ -17,7 +17,7 @@ from numpy.typing import DTypeLike
 
 from . import _checks
 from ._stateful import State, StatefulLayer, bind_state, is_stateful
-from ._types import Array, Layer, Params, Shape, resolve_dtype
+from ._types import LAYER_KINDS, Array, Layer, Params, Shape, resolve_dtype
 
 __all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "eval_shape"]
 
@@ -221,14 +221,14 @@ def _execution_order(pairs: list[tuple[str, Any]]) -> list[int]:
     (and its VJP) on the pooled entries only (a quarter of them for 2x2 windows; on PyTorch's MNIST
     example network 5% of the step at one thread, 4% at two). The gradients agree too: where a
     window's maximum is positive both orders send the cotangent to the same entry (ReLU keeps positive
-    values and their ties), and where it is not both give zeros (ReLU's derivative at 0 is 0). Only a
-    window that holds a NaN (whose output is NaN either way) may send its cotangent elsewhere. The
-    layers are told apart by tags on their ``apply`` (``commutes_with`` on Relu's, ``op`` on
-    MaxPool2D's)."""
+    values and their ties), and where it is not both give zeros (ReLU's derivative at 0 is 0); with
+    overlapping windows a zero may change its sign. Only a window that holds a NaN (whose output is
+    NaN either way) may send its cotangent elsewhere. The layers are recognised by their ``apply``
+    functions themselves (``fnlearn._types.LAYER_KINDS``): a wrapped layer is never reordered."""
     order, i = [], 0
     while i < len(pairs):
-        if (i + 1 < len(pairs) and getattr(pairs[i][1].apply, "commutes_with", None) is not None
-                and getattr(pairs[i][1].apply, "commutes_with") == getattr(pairs[i + 1][1].apply, "op", None)):
+        if (i + 1 < len(pairs) and LAYER_KINDS.get(pairs[i][1].apply) == "relu"
+                and LAYER_KINDS.get(pairs[i + 1][1].apply) == "max_pool"):
             order += [i + 1, i]
             i += 2
         else:

@@ -57,6 +57,45 @@ def test_relu_then_max_pool_gives_the_output_and_gradient_of_the_two_in_order(x,
     assert vjp(dy, compute_dx=False) == ({"0": {}, "1": {}}, None)
 
 
+special = hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                     st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 2)),
+                     elements=st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -np.inf, np.inf]))
+
+
+@given(x=special, window=st.integers(1, 3), stride=st.integers(1, 3),
+       padding=st.sampled_from(["same", 0, 1, (1, 0)]), seed=fst.seeds())
+def test_the_reorder_keeps_values_and_gradients_with_infinities_signed_zeros_and_padding(
+        x, window, stride, padding, seed):
+    """float32 and float64, infinities, both zeros, integer padding, overlapping windows: the same
+    output bits and the same gradient values (a zero's sign may differ where windows overlap)."""
+    try:
+        layers = [fl.Relu(), fl.MaxPool2D(window, stride=stride, padding=padding)]
+        params = fl.serial(*layers).init(np.random.default_rng(0), (-1, *x.shape[1:]))
+    except ValueError:
+        return  # padding or window that does not fit (MaxPool2D says so)
+    y, vjp = fl.serial(*layers).apply(params, x)
+    y_ref, vjp_ref = _in_order(layers, [{}, {}], x)
+    np.testing.assert_array_equal(y, y_ref, strict=True)
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(x.dtype)
+    np.testing.assert_array_equal(vjp(dy)[1], vjp_ref(dy), strict=True)
+
+
+def test_a_wrapped_max_pool_is_not_reordered():
+    """A wrapper made with functools.wraps copies the function's attributes, not its identity: the
+    pair runs in its own order (here the wrapper negates, so the order shows)."""
+    import functools
+    pool = fl.MaxPool2D(2)
+
+    @functools.wraps(pool.apply)
+    def negated(params, x, **kw):
+        y, vjp = pool.apply(params, x, **kw)
+        return -y, lambda dy, **k: vjp(-dy, **k)
+    model = fl.serial(fl.Relu(), fl.Layer(pool.init, negated))
+    y, _ = model.apply({"0": {}, "1": {}}, np.full((1, 2, 2, 1), -4.0))
+    np.testing.assert_array_equal(y, [[[[-0.0]]]])
+    assert _execution_order([("0", fl.Relu()), ("1", fl.Layer(pool.init, negated))]) == [0, 1]
+
+
 def test_the_pair_is_reordered_only_when_relu_directly_precedes_max_pool():
     relu, pool = fl.Relu(), fl.MaxPool2D(2)
     pairs = lambda *ls: [(str(i), layer) for i, layer in enumerate(ls)]  # noqa: E731

@@ -209,6 +209,8 @@ def test_bad_arguments_are_explained():
 IN_PLACE_MODELS = {
     "conv": (lambda: fl.serial(fl.Conv2D(3, 3, padding="same"), fl.Relu(), fl.MaxPool2D(2), fl.Flatten(),
                                fl.Dense(2)), (-1, 6, 6, 2), False),
+    "conv_winograd": (lambda: fl.serial(fl.Conv2D(3, 3, padding="same", algorithm="winograd"), fl.Flatten(),
+                                        fl.Dense(2)), (-1, 6, 6, 2), False),
     "conv_transpose": (lambda: fl.serial(fl.ConvTranspose2D(2, 3, stride=2), fl.GlobalAvgPool(), fl.Dense(2)),
                        (-1, 3, 3, 2), False),
     "layer_norm": (lambda: fl.serial(fl.Dense(4), fl.LayerNorm(), fl.Gelu(), fl.Dense(2)), (-1, 3), False),

@@ -125,8 +125,16 @@ def test_bad_arguments_are_explained():
         y, vjp = model.apply(params, x)
         return (y, y), vjp
     step = fl.train_step(two_outputs, loss, opt, threads=2)
-    with pytest.raises(TypeError, match=r"output is one array with the batch on axis 0; got tuple"):
+    with pytest.raises(TypeError, match=r"output is one array with the batch on axis 0 .*; got tuple"):
         step(params, opt.init(params), np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32))
+
+    def flattens_the_batch(params, x, *, rng=None, train=False):
+        y, vjp = model.apply(params, x)
+        return y.reshape(-1), vjp
+    step = fl.train_step(flattens_the_batch, loss, opt, threads=2)
+    with pytest.raises(TypeError, match=r"for a part of 2 examples, shape \(2, \.\.\.\)\); got an array of "
+                                        r"shape \(4,\)"):
+        step(params, opt.init(params), np.ones((4, 3), np.float32), np.zeros(8, np.float32))
 
 
 def test_a_layer_error_on_a_worker_thread_names_the_layer():
@@ -165,6 +173,15 @@ def test_the_parts_gradients_are_added_in_place_only_when_nobody_else_holds_them
     want = model.apply(params, x)[1](dy)[0]
     for a, b in zip(tree_leaves(grads), tree_leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    calls.clear()
+    conv = fl.serial(fl.Conv2D(2, 3, algorithm="winograd"), fl.Flatten())
+    conv_params = conv.init(np.random.default_rng(0), (-1, 5, 5, 1), dtype=np.float64)
+    images = np.random.default_rng(3).normal(size=(4, 5, 5, 1))
+    grads, _ = _split.batch_parallel(conv.apply, 2)(conv_params, images)[1](np.ones((4, 18)), compute_dx=False)
+    assert calls  # the Winograd kernel gradient owns its memory too
+    want = conv.apply(conv_params, images)[1](np.ones((4, 18)))[0]
+    for a, b in zip(tree_leaves(grads), tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
     cached = {"w": np.ones((4, 2))}  # a VJP that returns an array it keeps
 
@@ -175,3 +192,114 @@ def test_the_parts_gradients_are_added_in_place_only_when_nobody_else_holds_them
     assert not calls
     np.testing.assert_array_equal(cached["w"], 1.0)
     np.testing.assert_array_equal(grads["w"], 2.0)
+
+
+def test_when_a_worker_part_fails_the_step_raises_after_every_part_has_finished():
+    """Only the second part fails (on the pool's thread); the first, on this thread, is slow: the error
+    comes out, and only after the slow part is done (no part runs on after the step returned)."""
+    import time
+    model = fl.serial(fl.Dense(2))
+    params = model.init(np.random.default_rng(0), (-1, 3))
+    finished = []
+
+    def apply(params, x, *, rng=None, train=False):
+        if x[0, 0] > 0:
+            raise ValueError("part two is broken")
+        time.sleep(0.2)
+        finished.append(_blas.num_threads())
+        return model.apply(params, x)
+
+    step = fl.train_step(apply, fl.losses.mse, optim.sgd(0.1), threads=2)
+    x = np.concatenate([np.zeros((2, 3)), np.ones((2, 3))]).astype(np.float32)
+    before = _blas.num_threads()
+    with pytest.raises(ValueError, match="part two is broken"):
+        step(params, optim.sgd(0.1).init(params), x, np.zeros((4, 2), np.float32))
+    assert len(finished) == 1  # the slow part ran to its end before the error came out
+    assert _blas.num_threads() == before
+    if before is not None:
+        assert finished == [1]  # and BLAS was still on one thread while it ran
+
+
+def test_one_thread_restores_the_count_when_the_block_raises(monkeypatch):
+    count = [3]
+    monkeypatch.setattr(_blas, "_API", [(lambda: count[0], lambda n: count.__setitem__(0, n))])
+    monkeypatch.setattr(_blas, "_DEPTH", [0, 0])
+    with pytest.raises(KeyError):
+        with _blas.one_thread():
+            assert count == [1]
+            raise KeyError("boom")
+    assert count == [3] and _blas._DEPTH[0] == 0
+
+
+def test_a_threaded_step_works_in_a_forked_child():
+    """The pool's threads do not survive a fork: the child makes its own (it used to hang)."""
+    import os
+    import subprocess
+    import sys
+    if not hasattr(os, "fork"):
+        pytest.skip("no os.fork on this platform")
+    code = """
+import os, sys, numpy as np, fnlearn as fl
+model = fl.serial(fl.Dense(4), fl.Relu(), fl.Dense(2))
+params = model.init(np.random.default_rng(0), (-1, 3))
+opt = fl.optim.sgd(0.1)
+step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt, threads=2)
+x, y = np.ones((6, 3), np.float32), np.zeros(6, int)
+step(params, opt.init(params), x, y)
+pid = os.fork()
+if pid == 0:
+    step(params, opt.init(params), x, y)
+    os._exit(7)
+print(os.waitpid(pid, 0)[1] >> 8)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "7", out.stderr
+
+
+def test_a_batch_large_enough_for_the_chunked_paths_gives_the_step_on_one_thread():
+    """64 examples of 14x14x16: Relu past its 131072-entry chunks, Winograd and MaxPool2D in several
+    chunks, on two threads at once; the same new parameters as threads=1 (to rounding), twice."""
+    model = fl.serial(fl.Conv2D(16, 3, padding="same"), fl.Relu(), fl.Conv2D(16, 3, padding="same"),
+                      fl.Relu(), fl.MaxPool2D(2), fl.Flatten(), fl.Dense(10))
+    rng = np.random.default_rng(0)
+    params = model.init(rng, (-1, 14, 14, 3), dtype=np.float64)
+    opt = optim.sgd(0.01, momentum=0.9)
+    x, y = rng.standard_normal((64, 14, 14, 3)), rng.integers(0, 10, 64)
+    want = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)(params, opt.init(params), x, y)
+    step = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt, threads=2)
+    for _ in range(2):
+        got = step(params, opt.init(params), x, y)
+        for a, b in zip(tree_leaves(got[:2]), tree_leaves(want[:2])):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_ndarray_subclasses_are_split_too():
+    model = fl.serial(fl.Dense(2))
+    params = model.init(np.random.default_rng(0), (-1, 3), dtype=np.float64)
+    x = np.arange(12.0).reshape(4, 3).view(_Sub)
+    pred, _ = _split.batch_parallel(model.apply, 2)(params, x)
+    np.testing.assert_allclose(pred, model.apply(params, np.asarray(x))[0], rtol=1e-14)
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+def test_threads_warn_when_numpys_openblas_is_not_found(monkeypatch):
+    monkeypatch.setattr(_blas, "_API", [None])
+    model = fl.serial(fl.Dense(2))
+    with pytest.warns(RuntimeWarning, match=r"OpenBLAS was not found.*threadpoolctl"):
+        fl.train_step(model.apply, fl.losses.mse, optim.sgd(0.1), threads=2)
+
+
+def test_without_exact_reference_counts_the_gradients_are_summed_into_new_arrays(monkeypatch):
+    from fnlearn import _train
+    monkeypatch.setattr(_train, "_EXACT_REFCOUNTS", False)
+    monkeypatch.setattr(_train, "_add_into", lambda p, u: pytest.fail("added in place"))
+    model = fl.serial(fl.Dense(3), fl.Dense(2))
+    params = model.init(np.random.default_rng(0), (-1, 4), dtype=np.float64)
+    x, dy = np.ones((4, 4)), np.ones((4, 2))
+    grads, _ = _split.batch_parallel(model.apply, 2)(params, x)[1](dy, compute_dx=False)
+    want = model.apply(params, x)[1](dy)[0]
+    for a, b in zip(tree_leaves(grads), tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-14)

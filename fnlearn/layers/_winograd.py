@@ -149,7 +149,7 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
                 _add_tiles(dtiles[:, :p * c_in].reshape(TILE, TILE, k, th, tw, c_in), dxp)
                 if dxbuf is not None:
                     dx[s] = dxp[:, top:top + h, left:left + wd]
-        dw = (_GG.T @ du.reshape(36, -1).astype(np.float64, copy=False)).astype(dt).reshape(w.shape)
+        dw = (_GG.T @ du.reshape(36, -1).astype(np.float64, copy=False)).reshape(w.shape).astype(dt)
         return dw, db, (dx if compute_dx else None)
 
     return y, vjp

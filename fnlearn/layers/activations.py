@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import _checks
-from .._types import Array, Layer, Params, Shape
+from .._types import LAYER_KINDS, Array, Layer, Params, Shape
 
 Forward = Callable[[Array], Array]
 Backward = Callable[[Array, Array, Array], Array]
@@ -65,7 +65,7 @@ def Relu() -> Layer:
     relu(b)) = relu(max(a, b))``, and both orders give the same gradients except in a window that
     holds a NaN (``fnlearn.combinators._execution_order``)."""
     layer = _elementwise("Relu", _relu, _relu_vjp)
-    layer.apply.commutes_with = "max_pool"  # type: ignore[attr-defined]
+    LAYER_KINDS[layer.apply] = "relu"
     return layer
 
 

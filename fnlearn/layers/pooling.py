@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import _checks
-from .._types import Array, Layer, Params, Shape
+from .._types import LAYER_KINDS, Array, Layer, Params, Shape
 from . import _windows
 
 
@@ -96,9 +96,8 @@ def MaxPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any
 
         return y, vjp
 
-    apply = _checks.named(apply, name)
-    apply.op = "max_pool"  # type: ignore[attr-defined]  # serial runs a Relu before it after it
-    return Layer(init, apply)
+    LAYER_KINDS[apply] = "max_pool"  # serial runs a Relu just before it after it
+    return Layer(init, _checks.named(apply, name))
 
 
 _CHUNK_BYTES = 1 << 20
