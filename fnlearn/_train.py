@@ -70,6 +70,10 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         >>> new_params, opt_state, loss = step(params, opt.init(params), x, y)
         >>> new_params["0"]["w"].dtype, opt_state["count"], type(loss).__name__
         (dtype('float32'), 1, 'float')
+        >>> on_two = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt, threads=2)
+        >>> two_params, _, two_loss = on_two(params, opt.init(params), x, y)  # 3 + 2 examples at once
+        >>> bool(np.allclose(two_params["0"]["w"], new_params["0"]["w"], atol=1e-6)), abs(two_loss - loss) < 1e-6
+        (True, True)
     """
     _check_state_flag(apply, has_state, "train_step")
     _check_functions("train_step", apply, loss,

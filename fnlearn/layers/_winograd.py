@@ -196,7 +196,9 @@ def _add_tiles(dtiles: Array, out: Array) -> None:
     out[:, :rows, cols:] = 0
     out[:, :rows, :cols].reshape(m, th, OUT, tw, OUT, c)[...] = dtiles[:OUT, :OUT].transpose(2, 3, 0, 4, 1, 5)
     for a in range(OUT, TILE):  # a tile's row a: every fourth row from a, all its 4 columns side by side
-        out[:, a:a + rows:OUT, :cols].reshape(m, th, tw, OUT, c)[...] += dtiles[a, :OUT].transpose(1, 2, 3, 0, 4)
-        out[:, :rows, a:a + cols:OUT].reshape(m, th, OUT, tw, c)[...] += dtiles[:OUT, a].transpose(1, 2, 0, 3, 4)
+        every_fourth_row = out[:, a:a + rows:OUT, :cols].reshape(m, th, tw, OUT, c)  # a view
+        every_fourth_row += dtiles[a, :OUT].transpose(1, 2, 3, 0, 4)
+        every_fourth_col = out[:, :rows, a:a + cols:OUT].reshape(m, th, OUT, tw, c)
+        every_fourth_col += dtiles[:OUT, a].transpose(1, 2, 0, 3, 4)
         for e in range(OUT, TILE):
             out[:, a:a + rows:OUT, e:e + cols:OUT] += dtiles[a, e]

@@ -150,6 +150,12 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         >>> dparams, dx = vjp(np.ones_like(y))
         >>> dparams["w"].shape, dx.shape
         ((3, 3, 1, 4), (2, 8, 8, 1))
+        >>> wide = fl.Conv2D(16, 3, padding="same", algorithm="winograd")  # "auto" would too: 16 -> 16
+        >>> p16 = wide.init(np.random.default_rng(0), (-1, 8, 8, 16), dtype=np.float64)
+        >>> x16 = np.random.default_rng(1).standard_normal((2, 8, 8, 16))
+        >>> im2col = fl.Conv2D(16, 3, padding="same", algorithm="im2col")
+        >>> bool(np.allclose(wide.apply(p16, x16)[0], im2col.apply(p16, x16)[0], rtol=1e-12, atol=1e-12))
+        True
     """
     name, out_channels, kernel, strides, dilations, pad_spec, w_init = _hyperparams(
         "Conv2D", out_channels, kernel_size, stride, dilation, padding, w_init)
