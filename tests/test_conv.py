@@ -255,7 +255,8 @@ def test_the_gradient_check_catches_a_flipped_kernel_in_the_vjp():
 
 TORCH_CASES = [dict(kernel_size=3, stride=1, padding="same", dilation=1),
                dict(kernel_size=(2, 3), stride=(2, 1), padding=1, dilation=(1, 2)),
-               dict(kernel_size=5, stride=2, padding=2, dilation=1)]
+               dict(kernel_size=5, stride=2, padding=2, dilation=1),
+               dict(kernel_size=3, stride=1, padding="same", dilation=1, algorithm="winograd")]
 
 
 @pytest.mark.parametrize("config", TORCH_CASES)

@@ -1,7 +1,7 @@
 """Conv2D's Winograd F(4x4, 3x3) path (fnlearn.layers._winograd): the transform matrices against the
 1-D correlation they stand for, the forward pass against test_conv.py's loop reference, the VJP
-against finite differences and against im2col, chunking, the "auto" rule, float32 accuracy, PyTorch
-as a second oracle, and errors."""
+against finite differences and against im2col, chunking, the "auto" rule, float32 accuracy, and
+errors (PyTorch as a second oracle: test_conv.py's TORCH_CASES)."""
 
 from __future__ import annotations
 
@@ -173,23 +173,3 @@ def test_winograd_errors_name_the_layer_and_the_fix():
     with pytest.raises(ValueError, match=r"kernel \(5, 5\)"):
         fl.Conv2D(4, 5, algorithm="winograd")
 
-
-def test_winograd_matches_torch():
-    torch = pytest.importorskip("torch")
-    layer = fl.Conv2D(9, 3, padding="same", algorithm="winograd")
-    rng = np.random.default_rng(0)
-    params = layer.init(rng, (-1, 10, 7, 8), dtype=np.float64)
-    params["b"] = rng.standard_normal(9)
-    x = rng.standard_normal((3, 10, 7, 8))
-    y, vjp = layer.apply(params, x)
-    dy = rng.standard_normal(y.shape)
-    dparams, dx = vjp(dy)
-    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
-    wt = torch.tensor(params["w"].transpose(3, 2, 0, 1), requires_grad=True)
-    bt = torch.tensor(params["b"], requires_grad=True)
-    yt = torch.nn.functional.conv2d(xt, wt, bt, padding="same")
-    yt.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
-    np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dparams["w"], wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dparams["b"], bt.grad.numpy(), rtol=1e-10, atol=1e-10)

@@ -161,12 +161,12 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         "Conv2D", out_channels, kernel_size, stride, dilation, padding, w_init)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"{name}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
-    winograd_shape = kernel == (3, 3) and strides == (1, 1) and dilations == (1, 1)
-    if algorithm == "winograd" and not winograd_shape:
+    winograd_fits = kernel == (3, 3) and strides == (1, 1) and dilations == (1, 1)
+    if algorithm == "winograd" and not winograd_fits:
         raise ValueError(f"{name}: algorithm='winograd' needs a 3x3 kernel with stride 1 and dilation "
                          f"1, got kernel {kernel}, stride {strides}, dilation {dilations}. Use "
                          f"algorithm='auto' or 'im2col'.")
-    winograd_shape = winograd_shape and algorithm != "im2col"
+    may_winograd = winograd_fits and algorithm != "im2col"
 
     def init(rng: np.random.Generator, input_shape: Shape, *, dtype: DTypeLike = None) -> Params:
         shape = _check_nhwc(name, input_shape)
@@ -177,7 +177,7 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         w, b = _check_input(name, params, x, kernel, out_channels)
         g = _windows.geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
         n, c_in = x.shape[0], x.shape[3]
-        if winograd_shape and (algorithm == "winograd" or _auto_winograd(c_in, out_channels, g.out)):
+        if may_winograd and (algorithm == "winograd" or _auto_winograd(c_in, out_channels, g.out)):
             y, winograd_vjp = _winograd.conv3x3(x, w, b, g.pads, g.out)
 
             def vjp_winograd(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
