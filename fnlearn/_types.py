@@ -81,7 +81,16 @@ class Layer(NamedTuple):
 LAYER_KINDS: "weakref.WeakKeyDictionary[Callable[..., Any], str]" = weakref.WeakKeyDictionary()
 """What some of fnlearn's own layers are (``"relu"``, ``"max_pool"``), keyed by their ``apply`` function
 itself, so a wrapper (even one made with ``functools.wraps``) is never taken for the layer it wraps.
-``serial`` reorders a Relu and the MaxPool2D after it by these (``combinators._execution_order``)."""
+``serial`` reorders a Relu and the MaxPool2D after it by these (``combinators._plan``)."""
+
+FUSIONS: "weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]]" = weakref.WeakKeyDictionary()
+"""Fused forms of some of fnlearn's layers, keyed like :data:`LAYER_KINDS`. For a Conv2D:
+``with_relu(params, x, pool, label) -> (y, vjp)``, the convolution followed by a ReLU (and with
+``pool``, by 2x2 max pooling with stride 2), or None when it cannot fuse the pooling. ``serial`` runs a
+Conv2D, Relu[, MaxPool2D(2)] run this way (``combinators._plan``)."""
+
+POOL_WINDOWS: "weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, Any, Any]]" = weakref.WeakKeyDictionary()
+"""``(window, stride, padding)`` of each MaxPool2D, keyed by its ``apply`` (for ``serial``'s fusions)."""
 
 
 def layer_repr(layer: Any) -> str:

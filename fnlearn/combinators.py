@@ -10,14 +10,14 @@ An error raised inside a child is re-raised with the child's position and name i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _checks
 from ._stateful import State, StatefulLayer, bind_state, is_stateful
-from ._types import LAYER_KINDS, Array, Layer, Params, Shape, resolve_dtype
+from ._types import FUSIONS, LAYER_KINDS, POOL_WINDOWS, Array, Layer, Params, Shape, resolve_dtype
 
 __all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "eval_shape"]
 
@@ -147,7 +147,9 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
     ``rng`` (split with ``rng.spawn``) and ``train`` to every child. The VJP of the whole model skips the
     first child's input cotangent when called with ``compute_dx=False``. A ``Relu()`` directly followed
     by ``MaxPool2D`` runs after the pooling, on the pooled entries: the same output and gradients
-    (``_execution_order``).
+    (``_execution_order``). A ``Conv2D`` directly followed by a ``Relu()`` (and a ``MaxPool2D(2)``)
+    runs them fused into its own passes: the same output and gradients, bit for bit except the bias
+    gradient's rounding (``_plan``).
 
     If any child is a :class:`fnlearn.StatefulLayer` (e.g. :func:`fnlearn.BatchNorm`), the result is a
     ``StatefulLayer`` too: ``init`` returns ``(params, state)`` with ``state`` keyed like ``params``
@@ -183,30 +185,40 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
         return params
 
     key_set = frozenset(keys)
-    order = _execution_order(pairs)
+    plan = _plan(pairs)
 
     def apply(params: Params, x: Array, *, rng: np.random.Generator | None = None, train: bool = False):
         if type(params) is not dict or params.keys() != key_set:
             _check_children("serial", params, keys)
         rngs = rng.spawn(len(pairs)) if rng is not None else [None] * len(pairs)
-        vjps = []
-        for i in order:
-            key, layer = pairs[i]
-            try:
-                x, vjp_i = layer.apply(params[key], x, rng=rngs[i], train=train)
-            except (ValueError, TypeError) as err:
-                raise _child_error("serial", i, key, layer, err) from err
-            vjps.append(vjp_i)
+        steps: list[tuple[tuple[int, ...], Callable[..., Any]]] = []  # (children, their VJP)
+        for members, order in plan:
+            fused = _run_fused(pairs, members, params, x) if len(members) > 1 else None
+            if fused is not None:
+                x, vjp_i = fused
+                steps.append((members, vjp_i))
+                continue
+            for i in order:
+                key, layer = pairs[i]
+                try:
+                    x, vjp_i = layer.apply(params[key], x, rng=rngs[i], train=train)
+                except (ValueError, TypeError) as err:
+                    raise _child_error("serial", i, key, layer, err) from err
+                steps.append(((i,), vjp_i))
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Any]:
             grads: dict[str, Params] = {}
-            for j in range(len(order) - 1, -1, -1):
-                key, layer = pairs[order[j]]
-                try:  # only the child that ran first may skip its input cotangent
-                    grads[key], dy = (vjps[j](dy) if compute_dx or j
-                                      else _checks.call_vjp(vjps[j], dy, False))
+            for j in range(len(steps) - 1, -1, -1):
+                members, vjp_j = steps[j]
+                last = members[-1]  # the child whose output cotangent dy is
+                try:  # only the step that ran first may skip its input cotangent
+                    step_grads, dy = (vjp_j(dy) if compute_dx or j
+                                      else _checks.call_vjp(vjp_j, dy, False))
                 except (ValueError, TypeError) as err:
-                    raise _child_error("serial", order[j], key, layer, err) from err
+                    raise _child_error("serial", last, pairs[last][0], pairs[last][1], err) from err
+                grads[pairs[members[0]][0]] = step_grads
+                for i in members[1:]:  # fused Relu and MaxPool2D: no parameters
+                    grads[pairs[i][0]] = {}
             return {k: grads[k] for k in keys}, (dy if compute_dx else None)
 
         return x, vjp
@@ -235,6 +247,56 @@ def _execution_order(pairs: list[tuple[str, Any]]) -> list[int]:
             order.append(i)
             i += 1
     return order
+
+
+def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """How ``serial`` runs its children: a list of steps ``(members, order)``, ``members`` being
+    consecutive children in their own order and ``order`` the order they run in one by one.
+
+    A Conv2D directly followed by a Relu, and the MaxPool2D after them if one follows, are a step that
+    runs fused when it can (:func:`_run_fused`): the ReLU is applied to each chunk of the convolution's
+    output while it is in cache, and 2x2 pooling with stride 2 runs on Winograd's 4x4 output blocks,
+    so the full-size output is never laid out (on PyTorch's MNIST example network, saving the passes
+    of ReLU's forward pass and VJP over the first convolution's output and of laying out and pooling
+    the second's; docs/perf.md). The output and the gradients are bit for bit those of the layers
+    one by one in ``order``, except the bias gradient, the same sum in another order. When a step cannot
+    fuse (im2col with pooling, blocks that overhang the output, parameters where none belong), its
+    children run one by one, in ``order`` (:func:`_execution_order`)."""
+    order = _execution_order(pairs)
+    kinds = [LAYER_KINDS.get(layer.apply) for _, layer in pairs]
+    plan, i = [], 0
+    while i < len(pairs):
+        if FUSIONS.get(pairs[i][1].apply) is not None and kinds[i + 1:i + 2] == ["relu"]:
+            members = (i, i + 1, i + 2) if kinds[i + 2:i + 3] == ["max_pool"] else (i, i + 1)
+        elif kinds[i:i + 2] == ["relu", "max_pool"]:
+            members = (i, i + 1)
+        else:
+            members = (i,)
+        plan.append((members, tuple(j for j in order if j in members)))
+        i += len(members)
+    return plan
+
+
+def _run_fused(pairs: list[tuple[str, Any]], members: tuple[int, ...], params: Params,
+               x: Any) -> tuple[Any, Callable[..., Any]] | None:
+    """The output and VJP of a fused step of :func:`_plan`, or None when it cannot run fused."""
+    fused = FUSIONS.get(pairs[members[0]][1].apply)
+    if fused is None or any(type(params[pairs[i][0]]) is not dict or params[pairs[i][0]] for i in members[1:]):
+        return None  # (the children one by one then say what is wrong with their parameters)
+    pool = len(members) == 3 and _is_2x2_pool(pairs[members[2]][1])
+    if len(members) == 3 and not pool:
+        return None
+    key, layer = pairs[members[0]]
+    try:
+        return fused(params[key], x, pool, repr(pairs[members[-1]][1]))
+    except (ValueError, TypeError) as err:
+        raise _child_error("serial", members[0], key, layer, err) from err
+
+
+def _is_2x2_pool(layer: Any) -> bool:
+    """Whether ``layer`` is fnlearn's MaxPool2D with 2x2 windows, stride 2 and no padding."""
+    window, stride, padding = POOL_WINDOWS.get(layer.apply, (None, None, None))
+    return window == stride == (2, 2) and padding in ("valid", (0, 0))
 
 
 def _serial_with_state(pairs: list[tuple[str, Any]], named: bool) -> StatefulLayer:

@@ -86,6 +86,16 @@ def _small_cnn() -> fl.Layer:
                      fl.Dense(3))
 
 
+def _conv_relu_pool(channels: int) -> fl.Layer:
+    """serial runs the three fused: ReLU and 2x2 pooling on Winograd's output blocks."""
+    return fl.serial(fl.Conv2D(channels, 3, padding="same", algorithm="winograd"), fl.Relu(), fl.MaxPool2D(2))
+
+
+def _conv_relu(channels: int) -> fl.Layer:
+    """serial runs the two fused: ReLU inside im2col's chunks."""
+    return fl.serial(fl.Conv2D(channels, 2, padding="same", algorithm="im2col"), fl.Relu())
+
+
 def _residual_mlp(width: int) -> fl.Layer:
     return fl.Residual(fl.serial(fl.Dense(width), fl.Tanh(), fl.Dense(3)))
 
@@ -174,6 +184,10 @@ LAYERS: list[LayerSpec] = [
     LayerSpec("fan-concat", _fan_concat, st.tuples(dims)),
     LayerSpec("fan-sum", _fan_sum, (4,)),
     LayerSpec("serial-cnn", _small_cnn, (4, 4, 2)),
+    # outputs whose 4x4 Winograd blocks fit exactly (the pooling fuses) and one where they overhang
+    LayerSpec("serial-conv-relu-pool-fused", _conv_relu_pool,
+              st.tuples(st.sampled_from([4, 8]), st.sampled_from([4, 6]), dims), {"channels": dims}),
+    LayerSpec("serial-conv-relu-fused", _conv_relu, images(), {"channels": dims}),
     # images whose sides both patch sizes divide
     LayerSpec("PatchEmbedding", fl.PatchEmbedding, st.sampled_from([(2, 2, 1), (2, 4, 2), (4, 4, 3)]),
               {"patch_size": st.integers(1, 2), "features": dims}),

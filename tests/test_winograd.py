@@ -140,7 +140,7 @@ def test_winograd_in_float32_stays_float32_and_is_accurate_to_about_1e_5():
 def test_auto_takes_winograd_only_where_it_was_measured_faster(monkeypatch):
     calls = []
     original = _winograd.conv3x3
-    monkeypatch.setattr(_winograd, "conv3x3", lambda *a: calls.append(a[0].shape) or original(*a))
+    monkeypatch.setattr(_winograd, "conv3x3", lambda *a, **k: calls.append(a[0].shape) or original(*a, **k))
     rng = np.random.default_rng(0)
 
     def runs_winograd(layer, shape):

@@ -44,6 +44,7 @@ from numpy.lib.stride_tricks import as_strided
 from .._kernels import column_sums
 from .._types import Array
 from . import _windows
+from .pooling import _knockout
 
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
@@ -87,10 +88,20 @@ def tile_counts(out_size: tuple[int, int]) -> tuple[int, int]:
     return tuple(-(-o // OUT) for o in out_size)  # type: ignore[return-value]
 
 
-def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[int, int]
+def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[int, int], *,
+            relu: bool = False, pool: bool = False
             ) -> tuple[Array, Callable[[Array, bool], tuple[Array, Array, Array | None]]]:
     """``y`` ``(n, OH, OW, out)`` of the unit-stride 3x3 correlation of ``x`` ``(n, H, W, in)``
-    padded by ``pads``, plus ``b``; and ``vjp(dy, compute_dx) -> (dw, db, dx)``."""
+    padded by ``pads``, plus ``b``; and ``vjp(dy, compute_dx) -> (dw, db, dx)``.
+
+    ``relu``: ``y`` is ``max(y, 0)`` (as ``Relu``), applied to each chunk while it is in cache.
+    ``pool`` (needs :func:`pools_in_blocks`): ``y`` is max-pooled over 2x2 windows with stride 2,
+    ``(n, OH / 2, OW / 2, out)``, straight from the 4x4 output blocks, each of which holds four whole
+    windows: the full-size output is never laid out, and the VJP writes the pooled cotangent's share
+    into the blocks directly. Ties and NaNs as in ``MaxPool2D`` (the same knockout over the same taps);
+    with ``relu`` too, the ReLU runs after the pooling, as ``serial`` runs the pair. The output and the
+    kernel and input cotangents are those of the layers one after the other, bit for bit; ``db`` is
+    the same sum in another order."""
     n, h, wd, c_in = x.shape
     c_out, dt = w.shape[3], x.dtype
     bb, aa = _transforms(dt)
@@ -100,14 +111,22 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
     hp, wp = OUT * th + 2, OUT * tw + 2  # the padded input the tiles cover (zeros past ``pads``)
     u = (_GG @ w.reshape(9, -1).astype(np.float64, copy=False)).astype(dt).reshape(36, c_in, c_out)
     chunks = _windows.chunks(n, 36 * per_example * (c_in + c_out) * x.itemsize)
-    size = (chunks[0].stop - chunks[0].start) * per_example  # tiles per chunk, at most
+    most = chunks[0].stop - chunks[0].start  # examples per chunk, at most
+    size = most * per_example  # tiles per chunk, at most
     v = np.empty((len(chunks), 36, size, c_in), dt)  # the transformed tiles, kept for dw
     tiles = np.empty((36, size * c_in), dt)
     m = np.empty((36, size, c_out), dt)
     blocks = np.empty((16, size * c_out), dt)
     xbuf = (None if (top, left) == (0, 0) and (h, wd) == (hp, wp)
-            else np.zeros((size // per_example, hp, wp, c_in), dt))
-    y = np.empty((n, *out_size, c_out), dt)
+            else np.zeros((most, hp, wp, c_in), dt))
+    if pool:
+        y = np.empty((n, OUT // 2 * th, OUT // 2 * tw, c_out), dt)
+        winners = np.empty((2, 2, n, th, tw, c_out), np.uint8)  # per window, its first maximum's tap
+        spare = (np.empty((2, 2, most, th, tw, c_out), dt), np.empty((2, 2, most, th, tw, c_out), np.uint8))
+        later = np.empty((2, 2, most, th, tw, c_out), bool)
+    else:
+        y = np.empty((n, *out_size, c_out), dt)
+    zeros = np.zeros((most, *y.shape[1:]), dt) if relu else None
     for i, s in enumerate(chunks):
         k = s.stop - s.start
         p = k * per_example
@@ -121,14 +140,23 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         np.matmul(bb, tc, out=v[i, :, :p].reshape(36, p * c_in))
         np.matmul(v[i, :, :p], u, out=m[:, :p])
         np.matmul(aa, m[:, :p].reshape(36, p * c_out), out=blocks[:, :p * c_out])
-        _from_blocks(blocks[:, :p * c_out].reshape(OUT, OUT, k, th, tw, c_out), y[s], b)
+        if pool:
+            with_bias = blocks[:, :p * c_out].reshape(16, p, c_out)
+            np.add(with_bias, b, out=with_bias)
+            _pool_blocks(blocks[:, :p * c_out], y[s], winners[:, :, s],
+                         (spare[0][:, :, :k], spare[1][:, :, :k]), later[:, :, :k])
+        else:
+            _from_blocks(blocks[:, :p * c_out].reshape(OUT, OUT, k, th, tw, c_out), y[s], b)
+        if relu:
+            np.maximum(y[s], zeros[:k], out=y[s])  # Relu's own operation: the same bits
 
     def vjp(dy: Array, compute_dx: bool) -> tuple[Array, Array, Array | None]:
-        db = column_sums(dy.reshape(-1, c_out))
         du = np.empty((36, c_in, c_out), dt)
         part = np.empty_like(du) if len(chunks) > 1 else du
+        db = np.zeros(c_out, dt) if relu or pool else column_sums(dy.reshape(-1, c_out))
         dblocks = np.zeros((16, size * c_out), dt)  # zeros stay where blocks overhang the output
         dm = np.empty((36, size, c_out), dt)
+        masked = np.empty((most, *y.shape[1:]), dt) if relu else None
         if compute_dx:
             dx = np.empty(x.shape, dt)
             dv = np.empty((36, size, c_in), dt)
@@ -137,7 +165,16 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         for i, s in enumerate(chunks):
             k = s.stop - s.start
             p = k * per_example
-            _into_blocks(dy[s], dblocks[:, :p * c_out].reshape(OUT, OUT, k, th, tw, c_out))
+            dys = dy[s]
+            if relu:  # Relu's VJP: dy times (y > 0), y > 0 exactly where Relu's input is
+                dys = np.greater(y[s], 0.0, out=masked[:k])
+                dys *= dy[s]
+            if pool:
+                _unpool_blocks(dys, winners[:, :, s], dblocks[:, :p * c_out])
+            else:
+                _into_blocks(dys, dblocks[:, :p * c_out].reshape(OUT, OUT, k, th, tw, c_out))
+            if relu or pool:  # the sum over the layer's own (unpooled) cotangent, as its VJP has it
+                db += column_sums(dblocks[:, :p * c_out].reshape(16, p, c_out).reshape(-1, c_out))
             np.matmul(aa.T, dblocks[:, :p * c_out], out=dm[:, :p].reshape(36, p * c_out))
             np.matmul(v[i, :, :p].transpose(0, 2, 1), dm[:, :p], out=du if i == 0 else part)
             if i:
@@ -153,6 +190,48 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         return dw, db, (dx if compute_dx else None)
 
     return y, vjp
+
+
+def pools_in_blocks(out_size: tuple[int, int]) -> bool:
+    """Whether 2x2 max pooling with stride 2 can run on the 4x4 output blocks (``conv3x3(pool=True)``):
+    when the blocks cover the output exactly, so every window lies in one block and none is cut."""
+    return all(o % OUT == 0 for o in out_size)
+
+
+def _window_taps(blocks: Array, k: int, th: int, tw: int, c: int) -> list[Array]:
+    """The four taps of the 2x2 windows in the 4x4 blocks ``blocks`` ``(16, k * th * tw * c)`` (rows
+    of a block ``2 a + i``, columns ``2 e + j``), in row-major tap order ``(i, j)`` = 0, 1, 2, 3,
+    each a view ``(2, 2, k, th, tw, c)`` indexed by the window ``(a, e)`` within the block."""
+    split = blocks.reshape(2, 2, 2, 2, k, th, tw, c)  # (a, i, e, j, example, tile row, tile column, c)
+    return [split[:, i, :, j] for i in (0, 1) for j in (0, 1)]
+
+
+def _pooled_windows(pooled: Array, th: int, tw: int) -> Array:
+    """``pooled`` ``(k, 2 th, 2 tw, c)`` as a view ``(2, 2, k, th, tw, c)`` indexed like the windows
+    of :func:`_window_taps`: window ``(a, e)`` of block ``(r, q)`` is ``pooled[:, 2 r + a, 2 q + e]``."""
+    k, c = pooled.shape[0], pooled.shape[3]
+    return pooled.reshape(k, th, 2, tw, 2, c).transpose(2, 4, 0, 1, 3, 5)
+
+
+def _pool_blocks(blocks: Array, pooled: Array, winners: Array, spare: tuple[Array, Array],
+                 later: Array) -> None:
+    """``pooled`` ``(k, 2 th, 2 tw, c)`` = the maxima of the 2x2 windows of ``blocks`` ``(16, k * th *
+    tw * c)``, and ``winners`` ``(2, 2, k, th, tw, c)`` the first tap that attains each (MaxPool2D's
+    knockout); ``spare`` and ``later`` are its scratch, shaped like ``winners``."""
+    k, c = pooled.shape[0], pooled.shape[3]
+    th, tw = winners.shape[3:5]
+    _knockout(_window_taps(blocks, k, th, tw, c), [(_pooled_windows(pooled, th, tw), winners), spare], later)
+
+
+def _unpool_blocks(dpooled: Array, winners: Array, dblocks: Array) -> None:
+    """The transpose of :func:`_pool_blocks`: ``dpooled`` ``(k, 2 th, 2 tw, c)`` times 1 at each
+    window's winning tap and 0 at the others, written into every entry of ``dblocks`` ``(16, k * th * tw
+    * c)``. A product, as in MaxPool2D's VJP: ``dy * 0`` keeps the sign and the NaN of ``dy``."""
+    k, c = dpooled.shape[0], dpooled.shape[3]
+    th, tw = winners.shape[3:5]
+    windows = _pooled_windows(dpooled, th, tw)
+    for t, tap in enumerate(_window_taps(dblocks, k, th, tw, c)):
+        np.multiply(windows, winners == t, out=tap)
 
 
 def _from_blocks(blocks: Array, y: Array, b: Array) -> None:

@@ -25,7 +25,7 @@ from numpy.typing import DTypeLike
 
 from .. import _checks
 from .._kernels import column_sums
-from .._types import Array, Layer, Params, Shape, resolve_dtype
+from .._types import FUSIONS, Array, Layer, Params, Shape, resolve_dtype
 from ..initializers import Initializer, lecun_normal, zeros
 from . import _winograd, _windows
 
@@ -173,56 +173,81 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         _geometry(name, shape, kernel, strides, dilations, pad_spec)
         return _kernel_params(name, rng, (*kernel, shape[3], out_channels), dtype, w_init, b_init)
 
-    def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+    def forward(params: Params, x: Array, relu: bool, pool: bool, label: str):
+        """The convolution, then (inside ``serial``, see :func:`fnlearn.combinators._plan`) a ReLU and
+        2x2 max pooling fused into it; None when ``pool`` cannot be fused here. ``label`` names the
+        layer whose output cotangent the VJP takes, for its errors."""
         w, b = _check_input(name, params, x, kernel, out_channels)
         g = _windows.geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
         n, c_in = x.shape[0], x.shape[3]
         if may_winograd and (algorithm == "winograd" or _auto_winograd(c_in, out_channels, g.out)):
-            y, winograd_vjp = _winograd.conv3x3(x, w, b, g.pads, g.out)
+            if pool and not _winograd.pools_in_blocks(g.out):
+                return None
+            y, winograd_vjp = _winograd.conv3x3(x, w, b, g.pads, g.out, relu=relu, pool=pool)
 
             def vjp_winograd(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
-                _checks.cotangent(name, dy, y.shape, y.dtype)
+                _checks.cotangent(label, dy, y.shape, y.dtype)
                 dw, db, dx = winograd_vjp(dy, compute_dx)
                 return {"w": dw, "b": db}, dx
 
             return y, vjp_winograd
+        if pool:
+            return None
         w2 = w.reshape(-1, out_channels)
         rows_per_example = g.out[0] * g.out[1]
         entries_per_example = rows_per_example * w2.shape[0]  # of the window rows
         chunks = _windows.chunks(n, entries_per_example * x.itemsize)
+        most = (chunks[0].stop - chunks[0].start) * rows_per_example  # output rows per chunk, at most
         im2col = _windows.im2col_single_channel if c_in == 1 else _windows.im2col
         y = np.empty((n, *g.out, out_channels), x.dtype)
         y2 = y.reshape(-1, out_channels)
-        buf = np.empty((chunks[0].stop - chunks[0].start) * entries_per_example, x.dtype)
-        for c in chunks:  # im2col, product and bias while the chunk's rows are in cache
+        buf = np.empty(most * w2.shape[0], x.dtype)
+        zeros = np.zeros((most, out_channels), x.dtype) if relu else None
+        for c in chunks:  # im2col, product, bias (and ReLU) while the chunk's rows are in cache
             cols = im2col(_windows.pad(x[c], g.pads), g, out=buf)
             out = y2[c.start * rows_per_example:c.stop * rows_per_example]
             np.matmul(cols, w2, out=out)
             out += b
+            if relu:
+                np.maximum(out, zeros[:len(out)], out=out)  # Relu's own operation: the same bits
         kept = cols if len(chunks) == 1 else None  # the only chunk's rows: the VJP reuses them
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
-            _checks.cotangent(name, dy, y.shape, y.dtype)
+            _checks.cotangent(label, dy, y.shape, y.dtype)
             dy2 = dy.reshape(-1, out_channels)
             dw = np.empty(w.shape, dy2.dtype)  # owns its memory (train_step can add into it)
             dw2 = dw.reshape(-1, out_channels)
-            dparams = {"w": dw, "b": column_sums(dy2)}
+            dparams = {"w": dw, "b": np.zeros(out_channels, dy2.dtype) if relu else column_sums(dy2)}
             dx = np.empty(x.shape, x.dtype) if compute_dx else None
             write_dx = _input_cotangent(w, g, x.shape, chunks[0]) if compute_dx else None
             rows = np.empty_like(buf) if kept is None else None  # this call's own (thread-safe)
+            masked = np.empty((most, out_channels), dy2.dtype) if relu else None
             for i, c in enumerate(chunks):
                 cols = kept if kept is not None else im2col(_windows.pad(x[c], g.pads), g, out=rows)
-                dyc = dy2[c.start * rows_per_example:c.stop * rows_per_example]
+                these = slice(c.start * rows_per_example, c.stop * rows_per_example)
+                dyc, dyc4 = dy2[these], dy[c]
+                if relu:  # Relu's VJP: dy times (y > 0), y > 0 exactly where Relu's input is
+                    dyc = np.greater(y2[these], 0.0, out=masked[:len(dyc)])
+                    dyc *= dy2[these]
+                    dparams["b"] += column_sums(dyc)
+                    dyc4 = dyc.reshape(dyc4.shape)
                 if i == 0:
                     np.matmul(cols.T, dyc, out=dw2)
                 else:
                     dw2 += cols.T @ dyc
                 if write_dx is not None:
-                    write_dx(dy[c], dx[c])
+                    write_dx(dyc4, dx[c])
             return dparams, dx
 
         return y, vjp
 
+    def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
+        return forward(params, x, False, False, name)
+
+    def with_relu(params: Params, x: Array, pool: bool, label: str):
+        return forward(params, x, True, pool, label)
+
+    FUSIONS[apply] = with_relu
     return Layer(init, _checks.named(apply, name))
 
 

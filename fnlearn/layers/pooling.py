@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .. import _checks
-from .._types import LAYER_KINDS, Array, Layer, Params, Shape
+from .._types import LAYER_KINDS, POOL_WINDOWS, Array, Layer, Params, Shape
 from . import _windows
 
 
@@ -97,6 +97,7 @@ def MaxPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any
         return y, vjp
 
     LAYER_KINDS[apply] = "max_pool"  # serial runs a Relu just before it after it
+    POOL_WINDOWS[apply] = (kernel, strides, pad_spec)  # serial may fuse it into a Conv2D before
     return Layer(init, _checks.named(apply, name))
 
 
