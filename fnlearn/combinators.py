@@ -260,8 +260,8 @@ def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int
     of ReLU's forward pass and VJP over the first convolution's output and of laying out and pooling
     the second's; docs/perf.md). The output and the gradients are bit for bit those of the layers
     one by one in ``order``, except the bias gradient, the same sum in another order. When a step cannot
-    fuse (im2col with pooling, blocks that overhang the output, parameters where none belong), its
-    children run one by one, in ``order`` (:func:`_execution_order`)."""
+    fuse (im2col with pooling, other pooling windows, parameters where none belong), its children run
+    one by one, in ``order`` (:func:`_execution_order`)."""
     order = _execution_order(pairs)
     kinds = [LAYER_KINDS.get(layer.apply) for _, layer in pairs]
     plan, i = [], 0

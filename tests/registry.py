@@ -184,7 +184,7 @@ LAYERS: list[LayerSpec] = [
     LayerSpec("fan-concat", _fan_concat, st.tuples(dims)),
     LayerSpec("fan-sum", _fan_sum, (4,)),
     LayerSpec("serial-cnn", _small_cnn, (4, 4, 2)),
-    # outputs whose 4x4 Winograd blocks fit exactly (the pooling fuses) and one where they overhang
+    # outputs whose 4x4 Winograd blocks fit exactly and one where they overhang (windows dropped)
     LayerSpec("serial-conv-relu-pool-fused", _conv_relu_pool,
               st.tuples(st.sampled_from([4, 8]), st.sampled_from([4, 6]), dims), {"channels": dims}),
     LayerSpec("serial-conv-relu-fused", _conv_relu, images(), {"channels": dims}),

@@ -96,9 +96,10 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
 
     ``relu``: ``y`` is ``max(y, 0)`` (as ``Relu``), applied to each chunk while it is in cache.
     ``pool`` (needs :func:`pools_in_blocks`): ``y`` is max-pooled over 2x2 windows with stride 2,
-    ``(n, OH / 2, OW / 2, out)``, straight from the 4x4 output blocks, each of which holds four whole
+    ``(n, OH // 2, OW // 2, out)``, straight from the 4x4 output blocks, each of which holds four whole
     windows: the full-size output is never laid out, and the VJP writes the pooled cotangent's share
-    into the blocks directly. Ties and NaNs as in ``MaxPool2D`` (the same knockout over the same taps);
+    into the blocks directly. Where the blocks overhang the output, the windows past ``OH // 2`` and
+    ``OW // 2`` are pooled too and dropped (their cotangent is zero). Ties and NaNs as in ``MaxPool2D`` (the same knockout over the same taps);
     with ``relu`` too, the ReLU runs after the pooling, as ``serial`` runs the pair. The output and the
     kernel and input cotangents are those of the layers one after the other, bit for bit; ``db`` is
     the same sum in another order."""
@@ -120,7 +121,9 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
     xbuf = (None if (top, left) == (0, 0) and (h, wd) == (hp, wp)
             else np.zeros((most, hp, wp, c_in), dt))
     if pool:
-        y = np.empty((n, OUT // 2 * th, OUT // 2 * tw, c_out), dt)
+        y = np.empty((n, out_size[0] // 2, out_size[1] // 2, c_out), dt)
+        whole = (most, OUT // 2 * th, OUT // 2 * tw, c_out)  # the windows of whole blocks
+        cut = None if y.shape[1:] == whole[1:] else np.empty(whole, dt)  # (windows to drop)
         winners = np.empty((2, 2, n, th, tw, c_out), np.uint8)  # per window, its first maximum's tap
         spare = (np.empty((2, 2, most, th, tw, c_out), dt), np.empty((2, 2, most, th, tw, c_out), np.uint8))
         later = np.empty((2, 2, most, th, tw, c_out), bool)
@@ -143,8 +146,10 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         if pool:
             with_bias = blocks[:, :p * c_out].reshape(16, p, c_out)
             np.add(with_bias, b, out=with_bias)
-            _pool_blocks(blocks[:, :p * c_out], y[s], winners[:, :, s],
+            _pool_blocks(blocks[:, :p * c_out], y[s] if cut is None else cut[:k], winners[:, :, s],
                          (spare[0][:, :, :k], spare[1][:, :, :k]), later[:, :, :k])
+            if cut is not None:
+                y[s] = cut[:k, :y.shape[1], :y.shape[2]]
         else:
             _from_blocks(blocks[:, :p * c_out].reshape(OUT, OUT, k, th, tw, c_out), y[s], b)
         if relu:
@@ -157,6 +162,7 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         dblocks = np.zeros((16, size * c_out), dt)  # zeros stay where blocks overhang the output
         dm = np.empty((36, size, c_out), dt)
         masked = np.empty((most, *y.shape[1:]), dt) if relu else None
+        dcut = np.zeros(whole, dt) if pool and cut is not None else None  # zeros: the dropped windows
         if compute_dx:
             dx = np.empty(x.shape, dt)
             dv = np.empty((36, size, c_in), dt)
@@ -170,6 +176,9 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
                 dys = np.greater(y[s], 0.0, out=masked[:k])
                 dys *= dy[s]
             if pool:
+                if dcut is not None:
+                    dcut[:k, :y.shape[1], :y.shape[2]] = dys
+                    dys = dcut[:k]
                 _unpool_blocks(dys, winners[:, :, s], dblocks[:, :p * c_out])
             else:
                 _into_blocks(dys, dblocks[:, :p * c_out].reshape(OUT, OUT, k, th, tw, c_out))
@@ -194,8 +203,8 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
 
 def pools_in_blocks(out_size: tuple[int, int]) -> bool:
     """Whether 2x2 max pooling with stride 2 can run on the 4x4 output blocks (``conv3x3(pool=True)``):
-    when the blocks cover the output exactly, so every window lies in one block and none is cut."""
-    return all(o % OUT == 0 for o in out_size)
+    whenever the output has a window (every window lies in one block, the blocks' 4 being even)."""
+    return min(out_size) >= 2
 
 
 def _window_taps(blocks: Array, k: int, th: int, tw: int, c: int) -> list[Array]:
