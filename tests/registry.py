@@ -91,9 +91,10 @@ def _conv_relu_pool(channels: int) -> fl.Layer:
     return fl.serial(fl.Conv2D(channels, 3, padding="same", algorithm="winograd"), fl.Relu(), fl.MaxPool2D(2))
 
 
-def _conv_relu(channels: int) -> fl.Layer:
-    """serial runs the two fused: ReLU inside im2col's chunks."""
-    return fl.serial(fl.Conv2D(channels, 2, padding="same", algorithm="im2col"), fl.Relu())
+def _conv_relu(channels: int, pool: bool) -> fl.Layer:
+    """serial runs them fused: ReLU (and pooling) inside im2col's chunks."""
+    return fl.serial(fl.Conv2D(channels, 2, padding="same", algorithm="im2col"), fl.Relu(),
+                     *([fl.MaxPool2D(2)] if pool else []))
 
 
 def _residual_mlp(width: int) -> fl.Layer:
@@ -187,7 +188,7 @@ LAYERS: list[LayerSpec] = [
     # outputs whose 4x4 Winograd blocks fit exactly and one where they overhang (windows dropped)
     LayerSpec("serial-conv-relu-pool-fused", _conv_relu_pool,
               st.tuples(st.sampled_from([4, 8]), st.sampled_from([4, 6]), dims), {"channels": dims}),
-    LayerSpec("serial-conv-relu-fused", _conv_relu, images(), {"channels": dims}),
+    LayerSpec("serial-conv-relu-fused", _conv_relu, images(), {"channels": dims, "pool": st.booleans()}),
     # images whose sides both patch sizes divide
     LayerSpec("PatchEmbedding", fl.PatchEmbedding, st.sampled_from([(2, 2, 1), (2, 4, 2), (4, 4, 3)]),
               {"patch_size": st.integers(1, 2), "features": dims}),

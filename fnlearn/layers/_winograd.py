@@ -95,9 +95,9 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
     padded by ``pads``, plus ``b``; and ``vjp(dy, compute_dx) -> (dw, db, dx)``.
 
     ``relu``: ``y`` is ``max(y, 0)`` (as ``Relu``), applied to each chunk while it is in cache.
-    ``pool`` (needs :func:`pools_in_blocks`): ``y`` is max-pooled over 2x2 windows with stride 2,
+    ``pool`` (an output of at least 2x2): ``y`` is max-pooled over 2x2 windows with stride 2,
     ``(n, OH // 2, OW // 2, out)``, straight from the 4x4 output blocks, each of which holds four whole
-    windows: the full-size output is never laid out, and the VJP writes the pooled cotangent's share
+    windows (the blocks' side, 4, is even): the full-size output is never laid out, and the VJP writes the pooled cotangent's share
     into the blocks directly. Where the blocks overhang the output, the windows past ``OH // 2`` and
     ``OW // 2`` are pooled too and dropped (their cotangent is zero). Ties and NaNs as in ``MaxPool2D`` (the same knockout over the same taps);
     with ``relu`` too, the ReLU runs after the pooling, as ``serial`` runs the pair. The output and the
@@ -199,12 +199,6 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         return dw, db, (dx if compute_dx else None)
 
     return y, vjp
-
-
-def pools_in_blocks(out_size: tuple[int, int]) -> bool:
-    """Whether 2x2 max pooling with stride 2 can run on the 4x4 output blocks (``conv3x3(pool=True)``):
-    whenever the output has a window (every window lies in one block, the blocks' 4 being even)."""
-    return min(out_size) >= 2
 
 
 def _window_taps(blocks: Array, k: int, th: int, tw: int, c: int) -> list[Array]:

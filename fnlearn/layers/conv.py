@@ -27,7 +27,7 @@ from .. import _checks
 from .._kernels import column_sums
 from .._types import FUSIONS, Array, Layer, Params, Shape, resolve_dtype
 from ..initializers import Initializer, lecun_normal, zeros
-from . import _winograd, _windows
+from . import _winograd, _windows, pooling
 
 ALGORITHMS = ("auto", "im2col", "winograd")
 WINOGRAD_MIN_CHANNELS = 16
@@ -44,6 +44,13 @@ def _auto_winograd(c_in: int, c_out: int, out: tuple[int, int]) -> bool:
     channels Winograd was 1.1-1.4x slower on outputs of 7 to 14 pixels, with 16 or more 0.5-0.9x."""
     blocks = np.prod([_winograd.OUT * t for t in _winograd.tile_counts(out)])
     return min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS and blocks <= WINOGRAD_MAX_WASTE * out[0] * out[1]
+
+
+POOLED_CHUNK_BYTES = 512 << 10
+"""The window rows and output of a chunk of im2col with fused pooling (``serial``). Measured on
+examples/mnist_cnn.py's first convolution with ReLU and pooling, batch 64, one thread (docs/perf.md):
+5.4 ms per forward pass and kernel gradient with 512 KiB chunks, 5.8 with 1 MiB, 6.7 with 256 KiB or
+4 MiB, against 6.1 for the layers one by one."""
 
 
 def _check_nhwc(name: str, shape: Shape) -> Shape:
@@ -175,14 +182,14 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
 
     def forward(params: Params, x: Array, relu: bool, pool: bool, label: str):
         """The convolution, then (inside ``serial``, see :func:`fnlearn.combinators._plan`) a ReLU and
-        2x2 max pooling fused into it; None when ``pool`` cannot be fused here. ``label`` names the
+        2x2 max pooling fused into it (None when the output has no 2x2 window). ``label`` names the
         layer whose output cotangent the VJP takes, for its errors."""
         w, b = _check_input(name, params, x, kernel, out_channels)
         g = _windows.geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
         n, c_in = x.shape[0], x.shape[3]
         if may_winograd and (algorithm == "winograd" or _auto_winograd(c_in, out_channels, g.out)):
-            if pool and not _winograd.pools_in_blocks(g.out):
-                return None
+            if pool and min(g.out) < 2:
+                return None  # no window: MaxPool2D says so
             y, winograd_vjp = _winograd.conv3x3(x, w, b, g.pads, g.out, relu=relu, pool=pool)
 
             def vjp_winograd(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
@@ -191,55 +198,9 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
                 return {"w": dw, "b": db}, dx
 
             return y, vjp_winograd
-        if pool:
-            return None
-        w2 = w.reshape(-1, out_channels)
-        rows_per_example = g.out[0] * g.out[1]
-        entries_per_example = rows_per_example * w2.shape[0]  # of the window rows
-        chunks = _windows.chunks(n, entries_per_example * x.itemsize)
-        most = (chunks[0].stop - chunks[0].start) * rows_per_example  # output rows per chunk, at most
-        im2col = _windows.im2col_single_channel if c_in == 1 else _windows.im2col
-        y = np.empty((n, *g.out, out_channels), x.dtype)
-        y2 = y.reshape(-1, out_channels)
-        buf = np.empty(most * w2.shape[0], x.dtype)
-        zeros = np.zeros((most, out_channels), x.dtype) if relu else None
-        for c in chunks:  # im2col, product, bias (and ReLU) while the chunk's rows are in cache
-            cols = im2col(_windows.pad(x[c], g.pads), g, out=buf)
-            out = y2[c.start * rows_per_example:c.stop * rows_per_example]
-            np.matmul(cols, w2, out=out)
-            out += b
-            if relu:
-                np.maximum(out, zeros[:len(out)], out=out)  # Relu's own operation: the same bits
-        kept = cols if len(chunks) == 1 else None  # the only chunk's rows: the VJP reuses them
-
-        def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
-            _checks.cotangent(label, dy, y.shape, y.dtype)
-            dy2 = dy.reshape(-1, out_channels)
-            dw = np.empty(w.shape, dy2.dtype)  # owns its memory (train_step can add into it)
-            dw2 = dw.reshape(-1, out_channels)
-            dparams = {"w": dw, "b": np.zeros(out_channels, dy2.dtype) if relu else column_sums(dy2)}
-            dx = np.empty(x.shape, x.dtype) if compute_dx else None
-            write_dx = _input_cotangent(w, g, x.shape, chunks[0]) if compute_dx else None
-            rows = np.empty_like(buf) if kept is None else None  # this call's own (thread-safe)
-            masked = np.empty((most, out_channels), dy2.dtype) if relu else None
-            for i, c in enumerate(chunks):
-                cols = kept if kept is not None else im2col(_windows.pad(x[c], g.pads), g, out=rows)
-                these = slice(c.start * rows_per_example, c.stop * rows_per_example)
-                dyc, dyc4 = dy2[these], dy[c]
-                if relu:  # Relu's VJP: dy times (y > 0), y > 0 exactly where Relu's input is
-                    dyc = np.greater(y2[these], 0.0, out=masked[:len(dyc)])
-                    dyc *= dy2[these]
-                    dparams["b"] += column_sums(dyc)
-                    dyc4 = dyc.reshape(dyc4.shape)
-                if i == 0:
-                    np.matmul(cols.T, dyc, out=dw2)
-                else:
-                    dw2 += cols.T @ dyc
-                if write_dx is not None:
-                    write_dx(dyc4, dx[c])
-            return dparams, dx
-
-        return y, vjp
+        if pool and min(g.out) < 2:
+            return None  # no window: MaxPool2D says so
+        return _by_im2col(x, w, b, g, relu, pool, label)
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
         return forward(params, x, False, False, name)
@@ -249,6 +210,79 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
 
     FUSIONS[apply] = with_relu
     return Layer(init, _checks.named(apply, name))
+
+
+def _by_im2col(x: Array, w: Array, b: Array, g: _windows.Geometry, relu: bool, pool: bool,
+               label: str) -> tuple[Array, Callable[..., tuple[Params, Array | None]]]:
+    """Conv2D's output and VJP by im2col, a chunk of examples at a time (module docstring); with
+    ``relu`` and ``pool`` (``serial``'s fusions), each chunk's output is max-pooled over 2x2 windows
+    with stride 2 and passed through a ReLU while it is in cache, so only the pooled output is laid out
+    (and in the VJP, only each chunk's share of the cotangent)."""
+    n, c_out = x.shape[0], w.shape[3]
+    w2 = w.reshape(-1, c_out)
+    rows_per_example = g.out[0] * g.out[1]
+    entries_per_example = rows_per_example * w2.shape[0]  # of the window rows
+    # with pooling, a chunk's output stays in cache too until it is pooled: smaller chunks
+    chunks = (_windows.chunks(n, (entries_per_example + rows_per_example * c_out) * x.itemsize,
+                              POOLED_CHUNK_BYTES) if pool
+              else _windows.chunks(n, entries_per_example * x.itemsize))
+    most = chunks[0].stop - chunks[0].start  # examples per chunk, at most
+    im2col = _windows.im2col_single_channel if x.shape[3] == 1 else _windows.im2col
+    full = (n, *g.out, c_out)
+    if pool:
+        y = np.empty((n, g.out[0] // 2, g.out[1] // 2, c_out), x.dtype)
+        winners = np.empty(y.shape, np.uint8)
+        scratch = pooling.pool_scratch((most, *y.shape[1:]), x.dtype)
+        chunk_out = np.empty((most, *full[1:]), x.dtype)  # one chunk's output before pooling
+    else:
+        y = np.empty(full, x.dtype)
+    buf = np.empty(most * entries_per_example, x.dtype)
+    zeros = np.zeros((most, *y.shape[1:]), x.dtype) if relu else None
+    for c in chunks:  # im2col, product, bias (pooling, ReLU) while the chunk's rows are in cache
+        k = c.stop - c.start
+        cols = im2col(_windows.pad(x[c], g.pads), g, out=buf)
+        out = chunk_out[:k] if pool else y[c]
+        np.matmul(cols, w2, out=out.reshape(-1, c_out))
+        out += b
+        if pool:
+            pooling.max_pool_2x2(out, y[c], winners[c], tuple(a[:k] for a in scratch))
+        if relu:
+            np.maximum(y[c], zeros[:k], out=y[c])  # Relu's own operation: the same bits
+    kept = cols if len(chunks) == 1 else None  # the only chunk's rows: the VJP reuses them
+
+    def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
+        _checks.cotangent(label, dy, y.shape, y.dtype)
+        dw = np.empty(w.shape, dy.dtype)  # owns its memory (train_step can add into it)
+        dw2 = dw.reshape(-1, c_out)
+        fused = relu or pool
+        db = np.zeros(c_out, dy.dtype) if fused else column_sums(dy.reshape(-1, c_out))
+        dx = np.empty(x.shape, x.dtype) if compute_dx else None
+        write_dx = _input_cotangent(w, g, x.shape, chunks[0]) if compute_dx else None
+        rows = np.empty_like(buf) if kept is None else None  # this call's own (thread-safe)
+        masked = np.empty((most, *y.shape[1:]), dy.dtype) if relu else None
+        unpooled = np.zeros((most, *full[1:]), dy.dtype) if pool else None  # zeros: outside windows
+        for i, c in enumerate(chunks):
+            k = c.stop - c.start
+            cols = kept if kept is not None else im2col(_windows.pad(x[c], g.pads), g, out=rows)
+            dyc = dy[c]
+            if relu:  # Relu's VJP: dy times (y > 0), y > 0 exactly where Relu's input is
+                dyc = np.greater(y[c], 0.0, out=masked[:k])
+                dyc *= dy[c]
+            if pool:
+                pooling.max_pool_2x2_vjp(dyc, winners[c], unpooled[:k])
+                dyc = unpooled[:k]
+            dyc2 = dyc.reshape(-1, c_out)
+            if fused:
+                db += column_sums(dyc2)
+            if i == 0:
+                np.matmul(cols.T, dyc2, out=dw2)
+            else:
+                dw2 += cols.T @ dyc2
+            if write_dx is not None:
+                write_dx(dyc, dx[c])
+        return {"w": dw, "b": db}, dx
+
+    return y, vjp
 
 
 def _input_cotangent(w: Array, g: _windows.Geometry, x_shape: tuple[int, ...],

@@ -180,6 +180,29 @@ def _to_winners(dy: Array, winner: Array, taps: list[tuple[slice, slice]],
     return dxp
 
 
+def pool_scratch(shape: tuple[int, ...], dtype: np.dtype) -> tuple[Array, Array, Array]:
+    """The scratch of :func:`max_pool_2x2` for pooled outputs of ``shape``."""
+    return np.empty(shape, dtype), np.empty(shape, np.uint8), np.empty(shape, bool)
+
+
+def max_pool_2x2(x: Array, y: Array, winner: Array, scratch: tuple[Array, Array, Array]) -> None:
+    """MaxPool2D(2)'s output ``y`` ``(n, H // 2, W // 2, C)`` of ``x`` ``(n, H, W, C)`` and its
+    ``winner`` taps (row-major, 0-3), written into the given arrays with :func:`_knockout`: the same
+    bits and ties as the layer. For ``Conv2D``'s fused pooling (``serial``), on one chunk at a time."""
+    oh, ow = y.shape[1:3]
+    best, first, later = scratch
+    _knockout([x[:, i:2 * oh:2, j:2 * ow:2] for i in (0, 1) for j in (0, 1)],
+              [(y, winner), (best, first)], later)
+
+
+def max_pool_2x2_vjp(dy: Array, winner: Array, dx: Array) -> None:
+    """The transpose of :func:`max_pool_2x2`, written into the windows of ``dx`` (its entries outside
+    every window, past ``2 (H // 2)`` or ``2 (W // 2)``, are left as they are: zeros, the caller's)."""
+    oh, ow = dy.shape[1:3]
+    for t, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        np.multiply(dy, winner == t, out=dx[:, i:2 * oh:2, j:2 * ow:2])
+
+
 def AvgPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any = "valid") -> Layer:
     """The mean over each window (padding counts as zeros in the mean; module docstring).
 
