@@ -148,8 +148,8 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
     first child's input cotangent when called with ``compute_dx=False``. A ``Relu()`` directly followed
     by ``MaxPool2D`` runs after the pooling, on the pooled entries: the same output and gradients
     (``_execution_order``). A ``Conv2D`` directly followed by a ``Relu()`` (and a ``MaxPool2D(2)``)
-    runs them fused into its own passes: the same output and gradients, bit for bit except the bias
-    gradient's rounding (``_plan``).
+    runs them fused into its own passes: the same output and input cotangent bit for bit, the same
+    parameter gradients up to the order of their sums (``_plan``).
 
     If any child is a :class:`fnlearn.StatefulLayer` (e.g. :func:`fnlearn.BatchNorm`), the result is a
     ``StatefulLayer`` too: ``init`` returns ``(params, state)`` with ``state`` keyed like ``params``
@@ -254,14 +254,16 @@ def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int
     consecutive children in their own order and ``order`` the order they run in one by one.
 
     A Conv2D directly followed by a Relu, and the MaxPool2D after them if one follows, are a step that
-    runs fused when it can (:func:`_run_fused`): the ReLU is applied to each chunk of the convolution's
-    output while it is in cache, and 2x2 pooling with stride 2 runs on Winograd's 4x4 output blocks,
-    so the full-size output is never laid out (on PyTorch's MNIST example network, saving the passes
-    of ReLU's forward pass and VJP over the first convolution's output and of laying out and pooling
-    the second's; docs/perf.md). The output and the gradients are bit for bit those of the layers
-    one by one in ``order``, except the bias gradient, the same sum in another order. When a step cannot
-    fuse (im2col with pooling, other pooling windows, parameters where none belong), its children run
-    one by one, in ``order`` (:func:`_execution_order`)."""
+    runs fused when it can (:func:`_run_fused`): 2x2 pooling with stride 2 and the ReLU run on each
+    chunk of the convolution's output while it is in cache (with Winograd, on its 4x4 output blocks),
+    so the full-size output is never laid out, nor its cotangent (on PyTorch's MNIST example network,
+    the passes of ReLU's forward pass and VJP over the first convolution's output and of laying out
+    and pooling the second's; docs/perf.md). The output and the input cotangent are bit for bit those
+    of the layers one by one in ``order``; the bias gradient is the same sum in another order, and so
+    is the kernel gradient with im2col and pooling (which runs smaller chunks; with Winograd, and
+    without pooling, it is bit for bit). When a step cannot fuse (other pooling windows, an output
+    with no window, parameters where none belong), its children run one by one, in ``order``
+    (:func:`_execution_order`)."""
     order = _execution_order(pairs)
     kinds = [LAYER_KINDS.get(layer.apply) for _, layer in pairs]
     plan, i = [], 0

@@ -34,9 +34,9 @@ def _one_by_one(layers, params, x, order):
     return x, vjp
 
 
-def _compare(layers, x, seed, *, fused_calls=None):
-    """serial(*layers) against the layers one by one in serial's order: y, dx and dw bit for bit,
-    db to rounding, with and without the input cotangent."""
+def _compare(layers, x, seed, *, dw_exact=True):
+    """serial(*layers) against the layers one by one in serial's order: y, dx and (when both run the
+    same chunks) dw bit for bit, db to rounding, with and without the input cotangent."""
     model = fl.serial(*layers)
     rng = np.random.default_rng(seed)
     params = model.init(rng, (-1, *x.shape[1:]), dtype=x.dtype)
@@ -49,8 +49,11 @@ def _compare(layers, x, seed, *, fused_calls=None):
     grads, dx = vjp(dy)
     grads_ref, dx_ref = vjp_ref(dy)
     np.testing.assert_array_equal(dx, dx_ref, strict=True)
-    np.testing.assert_array_equal(grads["0"]["w"], grads_ref["0"]["w"], strict=True)
     tol = 1e-5 if x.dtype == np.float32 else 1e-12
+    if dw_exact:
+        np.testing.assert_array_equal(grads["0"]["w"], grads_ref["0"]["w"], strict=True)
+    else:
+        np.testing.assert_allclose(grads["0"]["w"], grads_ref["0"]["w"], rtol=tol, atol=tol * np.abs(dy).sum())
     np.testing.assert_allclose(grads["0"]["b"], grads_ref["0"]["b"], rtol=tol, atol=tol * np.abs(dy).sum())
     assert grads["0"]["b"].dtype == x.dtype
     assert all(grads[str(i)] == {} for i in range(1, len(layers)))
@@ -93,12 +96,13 @@ def test_im2col_with_relu_is_the_layers_one_by_one(kernel, stride, padding, pool
 @pytest.mark.parametrize("pool", [False, True])
 def test_many_chunks(monkeypatch, algorithm, pool):
     """Chunks of one or a few examples, the last one shorter: each chunk's pooled outputs, winners
-    and ReLU masks land in their own rows."""
+    and ReLU masks land in their own rows. (im2col with pooling runs smaller chunks than alone, so
+    its kernel gradient adds up the chunks' shares in another order.)"""
     monkeypatch.setattr(_windows, "CHUNK_BYTES", 6000)
     layers = [fl.Conv2D(4, 3, padding="same", algorithm=algorithm), fl.Relu()] + ([fl.MaxPool2D(2)] if pool else [])
     x = np.random.default_rng(0).standard_normal((7, 8, 8, 3))
     assert len(_windows.chunks(7, 36 * 4 * 7 * 8)) > 2  # (Winograd's bytes per example, float64)
-    _compare(layers, x, 1)
+    _compare(layers, x, 1, dw_exact=algorithm == "winograd" or not pool)
 
 
 def test_ties_infinities_nans_and_zeros_follow_the_layers():
