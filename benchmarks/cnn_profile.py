@@ -3,7 +3,8 @@
 The network and optimizer of ``benchmarks/cnn.py`` (PyTorch's MNIST example network without dropout,
 batch 64, float32, SGD momentum). fnlearn: each layer's forward pass and VJP timed alone inside a full
 forward/backward (median over ``--repeats``; the first layer's VJP skips its input cotangent, as
-``train_step`` does), then the optimizer update and the whole ``train_step``. PyTorch: ``torch.profiler``'s
+``train_step`` does), then serial's steps as it runs them (Conv2D, Relu and MaxPool2D fused), the
+optimizer update and the whole ``train_step``. PyTorch: ``torch.profiler``'s
 self CPU time per operator over ``--repeats`` steps. Timings of single layers are noisy on a shared
 machine; compare within one run.
 
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 import fnlearn as fl
+from fnlearn.combinators import _plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cnn  # noqa: E402
@@ -65,6 +67,19 @@ def fnlearn_profile(repeats: int, x: np.ndarray, y: np.ndarray) -> list[tuple[st
     times.clear()
     for _ in range(repeats):
         one_pass()
+    # serial's steps as it runs them: Conv2D, Relu (and MaxPool2D) fused (fnlearn.combinators._plan)
+    plan = _plan([(str(i), layer) for i, layer in enumerate(layers)])
+    steps = [fl.serial(*[layers[i] for i in members]) for members, _ in plan]  # (a step of one: serial of one)
+    step_params = {str(k): {str(j): params[str(i)] for j, i in enumerate(members)}
+                   for k, (members, _) in enumerate(plan)}
+    step_times: dict[str, list[float]] = {}
+    step_pass = timed_pass(steps, step_params, x, y, step_times)
+    step_pass()
+    step_times.clear()
+    for _ in range(repeats):
+        step_pass()
+    fused = {str(k) for k, (members, _) in enumerate(plan) if len(members) > 1}
+    times.update({f"step {name}": ts for name, ts in step_times.items() if name.split()[0] in fused})
     opt = fl.optim.sgd(0.01, momentum=0.9)
     state = opt.init(params)
     grads = fl.tree.tree_map(np.ones_like, params)

@@ -9,7 +9,9 @@ The step is what a user would write with :func:`fnlearn.value_and_grad`, ``optim
   updates themselves: no pass over the parameters to scale the gradients, and no gradient tree beside
   the updates;
 - otherwise the gradients are dropped as soon as the optimizer has turned them into updates, and the
-  activations as soon as the backward pass ends, so they are never alive next to the new parameters.
+  activations as soon as the backward pass ends, so they are never alive next to the new parameters;
+- either way, the new parameters are written into the updates' own arrays when nobody else holds
+  them (``_add_in_place``: reference counts), instead of into new ones.
 
 Nothing passed in is modified: the step returns new parameters and a new optimizer state.
 """
@@ -109,8 +111,13 @@ def train_step(apply: ApplyFn, loss: Loss, optimizer: Optimizer, *,
         else:
             grads, _ = _checks.call_vjp(vjp, dpred, False)
             del vjp, dpred
-            updates, opt_state = update(grads, opt_state, params)
+            held = {"probe": object(), "": update(grads, opt_state, params)}
             del grads
+            held[""], opt_state = held[""]  # (the update's own tuple holds them no more)
+            new_params = _add_in_place(params, held)  # into the updates' arrays if nobody else holds them
+            if new_params is not None:
+                return new_params, opt_state
+            updates = held.pop("")
         return apply_updates(params, updates), opt_state
 
     if has_state:

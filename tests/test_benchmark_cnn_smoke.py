@@ -60,7 +60,8 @@ def test_cnn_profile_lists_every_layer_and_pass(capsys):
     spec.loader.exec_module(module)
     module.main(["--threads", "1", "--repeats", "1", "--top", "3"])
     out = capsys.readouterr().out
-    for layer in ("0 Conv2D(32, 3) forward", "2 Conv2D(64, 3) VJP", "4 MaxPool2D(2) VJP", "whole train_step"):
+    for layer in ("0 Conv2D(32, 3) forward", "2 Conv2D(64, 3) VJP", "4 MaxPool2D(2) VJP", "whole train_step",
+                  "step 1 serial(Conv2D(64, 3), Relu(), MaxPool2D(2)) VJP"):
         assert layer in out
 
 

@@ -102,6 +102,41 @@ def test_plain_sgd_writes_the_new_params_into_the_private_updates(in_place_calls
     assert all(a is not b for a, b in zip(tree_leaves(new), tree_leaves(params)))
 
 
+@pytest.mark.parametrize("make_opt", [lambda: optim.sgd(0.1, momentum=0.9), lambda: optim.adam(0.01)],
+                         ids=["sgd-momentum", "adam"])
+def test_other_rules_write_the_new_params_into_their_private_updates(in_place_calls, make_opt):
+    """An optimizer's fresh updates are written in place too, with the unfused step's result."""
+    model, opt = _mlp(), make_opt()
+    params = model.init(np.random.default_rng(0), (-1, 4))
+    x, t = np.ones((2, 4), np.float32), np.array([0, 2])
+    state = opt.update(tree_map(np.ones_like, params), opt.init(params), params)[1]  # momentum != 0
+    new, new_state, _ = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)(params, state, x, t)
+    assert in_place_calls
+    want = _unfused(model, fl.losses.softmax_cross_entropy, opt, params, state, x, t)
+    _assert_same_tree(new, want[0], np.float32)
+    _assert_same_tree(new_state, want[1], np.float32)
+
+
+def test_updates_the_optimizer_state_holds_are_never_written(in_place_calls):
+    """An update that is also kept in the optimizer's state (here: the update is the state) is seen
+    twice, so the new parameters go into new arrays and the state keeps its values."""
+    def init(params):
+        return {"last": tree_map(np.zeros_like, params)}
+
+    def update(grads, state, params=None):
+        u = tree_map(lambda g: g * -0.1, grads)
+        return u, {"last": u}
+    opt = optim.Optimizer(init, update)
+    model = _mlp()
+    params = model.init(np.random.default_rng(0), (-1, 4))
+    x, t = np.ones((2, 4), np.float32), np.array([0, 2])
+    new, state, _ = fl.train_step(model.apply, fl.losses.softmax_cross_entropy, opt)(params, opt.init(params), x, t)
+    assert not in_place_calls
+    for p, n, u in zip(tree_leaves(params), tree_leaves(new), tree_leaves(state["last"])):
+        np.testing.assert_allclose(n, p + u)
+        assert not np.shares_memory(n, u)
+
+
 def _cached_grads_layer():
     """``y = x * w``, whose (correct) VJP writes ``dw`` into one cached array and returns that array."""
     cache = {"w": np.zeros(4)}
