@@ -206,7 +206,10 @@ def _private_tree(p: dict[Any, Any], u: dict[Any, Any], private: int) -> bool:
     return True
 
 
-def _add_into(p: dict[str, Any], u: dict[str, Any]) -> dict[str, Any]:
+def _add_into(p: Any, u: Any) -> Any:
+    """``u += p`` leaf by leaf (nested dicts of arrays, or one array), in place; returns ``u``."""
+    if type(u) is not dict:
+        return np.add(u, p, out=u)
     for k, v in u.items():
         if type(v) is dict:
             _add_into(p[k], v)

@@ -148,8 +148,8 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
     first child's input cotangent when called with ``compute_dx=False``. A ``Relu()`` directly followed
     by ``MaxPool2D`` runs after the pooling, on the pooled entries: the same output and gradients
     (``_execution_order``). A ``Conv2D`` directly followed by a ``Relu()`` (and a ``MaxPool2D(2)``)
-    runs them fused into its own passes: the same output and input cotangent bit for bit, the same
-    parameter gradients up to the order of their sums (``_plan``).
+    runs them fused into its own passes: the same output and gradients, up to rounding (bit for bit
+    but for the bias gradient's sum, except im2col with pooling; ``_plan``).
 
     If any child is a :class:`fnlearn.StatefulLayer` (e.g. :func:`fnlearn.BatchNorm`), the result is a
     ``StatefulLayer`` too: ``init`` returns ``(params, state)`` with ``state`` keyed like ``params``
@@ -191,12 +191,12 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
         if type(params) is not dict or params.keys() != key_set:
             _check_children("serial", params, keys)
         rngs = rng.spawn(len(pairs)) if rng is not None else [None] * len(pairs)
-        steps: list[tuple[tuple[int, ...], Callable[..., Any]]] = []  # (children, their VJP)
+        steps: list[tuple[tuple[int, ...], int, Callable[..., Any]]] = []  # (children, the last to run, VJP)
         for members, order in plan:
-            fused = _run_fused(pairs, members, params, x) if len(members) > 1 else None
+            fused = _run_fused(pairs, members, order[-1], params, x) if len(members) > 1 else None
             if fused is not None:
                 x, vjp_i = fused
-                steps.append((members, vjp_i))
+                steps.append((members, order[-1], vjp_i))
                 continue
             for i in order:
                 key, layer = pairs[i]
@@ -204,13 +204,12 @@ def serial(*layers: Layer | tuple[str, Layer], names: Sequence[str] | None = Non
                     x, vjp_i = layer.apply(params[key], x, rng=rngs[i], train=train)
                 except (ValueError, TypeError) as err:
                     raise _child_error("serial", i, key, layer, err) from err
-                steps.append(((i,), vjp_i))
+                steps.append(((i,), i, vjp_i))
 
         def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Any]:
             grads: dict[str, Params] = {}
             for j in range(len(steps) - 1, -1, -1):
-                members, vjp_j = steps[j]
-                last = members[-1]  # the child whose output cotangent dy is
+                members, last, vjp_j = steps[j]  # dy: the output cotangent of ``last`` (as run one by one)
                 try:  # only the step that ran first may skip its input cotangent
                     step_grads, dy = (vjp_j(dy) if compute_dx or j
                                       else _checks.call_vjp(vjp_j, dy, False))
@@ -258,10 +257,11 @@ def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int
     chunk of the convolution's output while it is in cache (with Winograd, on its 4x4 output blocks),
     so the full-size output is never laid out, nor its cotangent (on PyTorch's MNIST example network,
     the passes of ReLU's forward pass and VJP over the first convolution's output and of laying out
-    and pooling the second's; docs/perf.md). The output and the input cotangent are bit for bit those
-    of the layers one by one in ``order``; the bias gradient is the same sum in another order, and so
-    is the kernel gradient with im2col and pooling (which runs smaller chunks; with Winograd, and
-    without pooling, it is bit for bit). When a step cannot fuse (other pooling windows, an output
+    and pooling the second's; docs/perf.md). The output, the input cotangent and the kernel gradient
+    are bit for bit those of the layers one by one in ``order``, and the bias gradient the same sum in
+    another order; except with im2col and pooling, which runs its products over smaller chunks (the
+    output stays in cache until pooled) that OpenBLAS may round differently: there all agree to
+    rounding. Errors in the VJP name the child that runs last one by one (the Relu). When a step cannot fuse (other pooling windows, an output
     with no window, parameters where none belong), its children run one by one, in ``order``
     (:func:`_execution_order`)."""
     order = _execution_order(pairs)
@@ -279,9 +279,10 @@ def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int
     return plan
 
 
-def _run_fused(pairs: list[tuple[str, Any]], members: tuple[int, ...], params: Params,
+def _run_fused(pairs: list[tuple[str, Any]], members: tuple[int, ...], last: int, params: Params,
                x: Any) -> tuple[Any, Callable[..., Any]] | None:
-    """The output and VJP of a fused step of :func:`_plan`, or None when it cannot run fused."""
+    """The output and VJP of a fused step of :func:`_plan`, or None when it cannot run fused. The VJP's
+    cotangent errors speak as child ``last`` would, the one that runs last one by one (its own name)."""
     fused = FUSIONS.get(pairs[members[0]][1].apply)
     if fused is None or any(type(params[pairs[i][0]]) is not dict or params[pairs[i][0]] for i in members[1:]):
         return None  # (the children one by one then say what is wrong with their parameters)
@@ -290,7 +291,7 @@ def _run_fused(pairs: list[tuple[str, Any]], members: tuple[int, ...], params: P
         return None
     key, layer = pairs[members[0]]
     try:
-        return fused(params[key], x, pool, repr(pairs[members[-1]][1]))
+        return fused(params[key], x, pool, pairs[last][1].apply.__qualname__.removesuffix(".apply"))
     except (ValueError, TypeError) as err:
         raise _child_error("serial", members[0], key, layer, err) from err
 

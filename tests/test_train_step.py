@@ -117,6 +117,19 @@ def test_other_rules_write_the_new_params_into_their_private_updates(in_place_ca
     _assert_same_tree(new_state, want[1], np.float32)
 
 
+@pytest.mark.parametrize("make_opt", [lambda: optim.sgd(0.1), lambda: optim.adam(0.01)], ids=["sgd", "adam"])
+def test_params_that_are_one_array(make_opt):
+    """Params need not be a dict: one array is a tree of one leaf, updated in place as well."""
+    def apply(p, x, *, rng=None, train=False):
+        return x @ p, lambda dy, compute_dx=True: (x.T @ dy, dy @ p.T if compute_dx else None)
+    opt, p = make_opt(), np.ones((3, 2))
+    x, t = np.arange(12.0).reshape(4, 3), np.zeros((4, 2))
+    new, _, _ = fl.train_step(apply, fl.losses.mse, opt)(p, opt.init(p), x, t)
+    updates, _ = opt.update(fl.value_and_grad(apply, fl.losses.mse)(p, x, t)[1], opt.init(p), p)
+    np.testing.assert_allclose(new, p + updates, rtol=1e-12)
+    assert (p == 1).all()
+
+
 def test_updates_the_optimizer_state_holds_are_never_written(in_place_calls):
     """An update that is also kept in the optimizer's state (here: the update is the state) is seen
     twice, so the new parameters go into new arrays and the state keeps its values."""

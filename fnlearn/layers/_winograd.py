@@ -155,6 +155,9 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         if relu:
             np.maximum(y[s], zeros[:k], out=y[s])  # Relu's own operation: the same bits
 
+    dropped = pool and cut is not None  # (the VJP keeps no scratch of the forward pass alive)
+    padded = None if xbuf is None else xbuf.shape
+
     def vjp(dy: Array, compute_dx: bool) -> tuple[Array, Array, Array | None]:
         du = np.empty((36, c_in, c_out), dt)
         part = np.empty_like(du) if len(chunks) > 1 else du
@@ -162,12 +165,12 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         dblocks = np.zeros((16, size * c_out), dt)  # zeros stay where blocks overhang the output
         dm = np.empty((36, size, c_out), dt)
         masked = np.empty((most, *y.shape[1:]), dt) if relu else None
-        dcut = np.zeros(whole, dt) if pool and cut is not None else None  # zeros: the dropped windows
+        dcut = np.zeros(whole, dt) if dropped else None  # zeros: the dropped windows
         if compute_dx:
             dx = np.empty(x.shape, dt)
             dv = np.empty((36, size, c_in), dt)
             dtiles = np.empty((36, size * c_in), dt)
-            dxbuf = None if xbuf is None else np.empty_like(xbuf)
+            dxbuf = None if padded is None else np.empty(padded, dt)
         for i, s in enumerate(chunks):
             k = s.stop - s.start
             p = k * per_example

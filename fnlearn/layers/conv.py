@@ -217,7 +217,8 @@ def _by_im2col(x: Array, w: Array, b: Array, g: _windows.Geometry, relu: bool, p
     """Conv2D's output and VJP by im2col, a chunk of examples at a time (module docstring); with
     ``relu`` and ``pool`` (``serial``'s fusions), each chunk's output is max-pooled over 2x2 windows
     with stride 2 and passed through a ReLU while it is in cache, so only the pooled output is laid out
-    (and in the VJP, only each chunk's share of the cotangent)."""
+    (and in the VJP, only each chunk's share of the cotangent). Pooling runs smaller chunks
+    (``POOLED_CHUNK_BYTES``), whose products OpenBLAS may round differently from the layer's own."""
     n, c_out = x.shape[0], w.shape[3]
     w2 = w.reshape(-1, c_out)
     rows_per_example = g.out[0] * g.out[1]
