@@ -63,7 +63,8 @@ def Relu() -> Layer:
     Inside :func:`fnlearn.serial`, a Relu directly followed by :func:`fnlearn.MaxPool2D` runs after
     the pooling instead, on the pooled entries (a quarter of them for 2x2 windows): ``max(relu(a),
     relu(b)) = relu(max(a, b))``, and both orders give the same gradients except in a window that
-    holds a NaN (``fnlearn.combinators._execution_order``)."""
+    holds a NaN (``fnlearn.combinators._execution_order``). A Conv2D directly before it runs the ReLU
+    (and a following 2x2 MaxPool2D) fused into its own chunks (``fnlearn.combinators._plan``)."""
     layer = _elementwise("Relu", _relu, _relu_vjp)
     LAYER_KINDS[layer.apply] = "relu"
     return layer
