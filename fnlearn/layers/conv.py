@@ -47,10 +47,12 @@ def _auto_winograd(c_in: int, c_out: int, out: tuple[int, int]) -> bool:
 
 
 POOLED_CHUNK_BYTES = 512 << 10
-"""The window rows and output of a chunk of im2col with fused pooling (``serial``). Measured on
-examples/mnist_cnn.py's first convolution with ReLU and pooling, batch 64, one thread (docs/perf.md):
-5.4 ms per forward pass and kernel gradient with 512 KiB chunks, 5.8 with 1 MiB, 6.7 with 256 KiB or
-4 MiB, against 6.1 for the layers one by one."""
+"""The window rows and output of each product of im2col with fused pooling (``serial``), a part of a
+chunk of examples. Measured on examples/mnist_cnn.py's first convolution with ReLU and pooling,
+batch 64, one thread (docs/perf.md): 4.8 ms per forward pass and kernel gradient with 512 KiB, 5.4 with
+1 MiB, 5.5 with 256 KiB, 6.8 with 4 MiB, against 6.3 for the layers one by one; the whole step of its
+network took 23.9, 24.2, 24.9 and 25.2 ms with 512 KiB, 1, 2 and 4 MiB at one thread, 18.2-18.4 ms with
+any of them at two."""
 
 
 def _check_nhwc(name: str, shape: Shape) -> Shape:
@@ -215,40 +217,41 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
 def _by_im2col(x: Array, w: Array, b: Array, g: _windows.Geometry, relu: bool, pool: bool,
                label: str) -> tuple[Array, Callable[..., tuple[Params, Array | None]]]:
     """Conv2D's output and VJP by im2col, a chunk of examples at a time (module docstring); with
-    ``relu`` and ``pool`` (``serial``'s fusions), each chunk's output is max-pooled over 2x2 windows
-    with stride 2 and passed through a ReLU while it is in cache, so only the pooled output is laid out
-    (and in the VJP, only each chunk's share of the cotangent). Pooling runs smaller chunks
-    (``POOLED_CHUNK_BYTES``), whose products OpenBLAS may round differently from the layer's own."""
+    ``relu`` and ``pool`` (``serial``'s fusions), the output is max-pooled over 2x2 windows with stride
+    2 and passed through a ReLU while it is in cache, so only the pooled output is laid out (and in the
+    VJP, only a few examples' share of the cotangent at a time). With pooling, each chunk's window rows
+    are multiplied a few examples at a time (``POOLED_CHUNK_BYTES`` of rows and output), products that
+    OpenBLAS may round differently from the layer's own one per chunk."""
     n, c_out = x.shape[0], w.shape[3]
     w2 = w.reshape(-1, c_out)
     rows_per_example = g.out[0] * g.out[1]
     entries_per_example = rows_per_example * w2.shape[0]  # of the window rows
-    # with pooling, a chunk's output stays in cache too until it is pooled: smaller chunks
-    chunks = (_windows.chunks(n, (entries_per_example + rows_per_example * c_out) * x.itemsize,
-                              POOLED_CHUNK_BYTES) if pool
-              else _windows.chunks(n, entries_per_example * x.itemsize))
+    chunks = _windows.chunks(n, entries_per_example * x.itemsize)
     most = chunks[0].stop - chunks[0].start  # examples per chunk, at most
+    step = (_windows.batch_chunk(most, (entries_per_example + rows_per_example * c_out) * x.itemsize,
+                                 POOLED_CHUNK_BYTES) if pool else most)  # examples per product
     im2col = _windows.im2col_single_channel if x.shape[3] == 1 else _windows.im2col
     full = (n, *g.out, c_out)
     if pool:
         y = np.empty((n, g.out[0] // 2, g.out[1] // 2, c_out), x.dtype)
         winners = np.empty(y.shape, np.uint8)
-        scratch = pooling.pool_scratch((most, *y.shape[1:]), x.dtype)
-        chunk_out = np.empty((most, *full[1:]), x.dtype)  # one chunk's output before pooling
+        scratch = pooling.pool_scratch((step, *y.shape[1:]), x.dtype)
+        step_out = np.empty((step, *full[1:]), x.dtype)  # a few examples' output before pooling
     else:
         y = np.empty(full, x.dtype)
     buf = np.empty(most * entries_per_example, x.dtype)
-    zeros = np.zeros((most, *y.shape[1:]), x.dtype) if relu else None
+    zeros = np.zeros((step, *y.shape[1:]), x.dtype) if relu else None
     for c in chunks:  # im2col, product, bias (pooling, ReLU) while the chunk's rows are in cache
-        k = c.stop - c.start
         cols = im2col(_windows.pad(x[c], g.pads), g, out=buf)
-        out = chunk_out[:k] if pool else y[c]
-        np.matmul(cols, w2, out=out.reshape(-1, c_out))
-        out += b
-        if pool:
-            pooling.max_pool_2x2(out, y[c], winners[c], tuple(a[:k] for a in scratch))
-        if relu:
-            np.maximum(y[c], zeros[:k], out=y[c])  # Relu's own operation: the same bits
+        for e, r in _products(c, step, rows_per_example):
+            m = e.stop - e.start
+            out = step_out[:m] if pool else y[e]
+            np.matmul(cols[r], w2, out=out.reshape(-1, c_out))
+            out += b
+            if pool:
+                pooling.max_pool_2x2(out, y[e], winners[e], tuple(a[:m] for a in scratch))
+            if relu:
+                np.maximum(y[e], zeros[:m], out=y[e])  # Relu's own operation: the same bits
     kept = cols if len(chunks) == 1 else None  # the only chunk's rows: the VJP reuses them
 
     def vjp(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
@@ -260,30 +263,40 @@ def _by_im2col(x: Array, w: Array, b: Array, g: _windows.Geometry, relu: bool, p
         dx = np.empty(x.shape, x.dtype) if compute_dx else None
         write_dx = _input_cotangent(w, g, x.shape, chunks[0]) if compute_dx else None
         rows = np.empty_like(buf) if kept is None else None  # this call's own (thread-safe)
-        masked = np.empty((most, *y.shape[1:]), dy.dtype) if relu else None
-        unpooled = np.zeros((most, *full[1:]), dy.dtype) if pool else None  # zeros: outside windows
-        for i, c in enumerate(chunks):
-            k = c.stop - c.start
+        masked = np.empty((step, *y.shape[1:]), dy.dtype) if relu else None
+        unpooled = np.zeros((step, *full[1:]), dy.dtype) if pool else None  # zeros: outside windows
+        first = True
+        for c in chunks:
             cols = kept if kept is not None else im2col(_windows.pad(x[c], g.pads), g, out=rows)
-            dyc = dy[c]
-            if relu:  # Relu's VJP: dy times (y > 0), y > 0 exactly where Relu's input is
-                dyc = np.greater(y[c], 0.0, out=masked[:k])
-                dyc *= dy[c]
-            if pool:
-                pooling.max_pool_2x2_vjp(dyc, winners[c], unpooled[:k])
-                dyc = unpooled[:k]
-            dyc2 = dyc.reshape(-1, c_out)
-            if fused:
-                db += column_sums(dyc2)
-            if i == 0:
-                np.matmul(cols.T, dyc2, out=dw2)
-            else:
-                dw2 += cols.T @ dyc2
-            if write_dx is not None:
-                write_dx(dyc, dx[c])
+            for e, r in _products(c, step, rows_per_example):
+                m = e.stop - e.start
+                dye = dy[e]
+                if relu:  # Relu's VJP: dy times (y > 0), y > 0 exactly where Relu's input is
+                    dye = np.greater(y[e], 0.0, out=masked[:m])
+                    dye *= dy[e]
+                if pool:
+                    pooling.max_pool_2x2_vjp(dye, winners[e], unpooled[:m])
+                    dye = unpooled[:m]
+                dye2 = dye.reshape(-1, c_out)
+                if fused:
+                    db += column_sums(dye2)
+                if first:
+                    np.matmul(cols[r].T, dye2, out=dw2)
+                    first = False
+                else:
+                    dw2 += cols[r].T @ dye2
+                if write_dx is not None:
+                    write_dx(dye, dx[e])
         return {"w": dw, "b": db}, dx
 
     return y, vjp
+
+
+def _products(chunk: slice, step: int, rows_per_example: int) -> list[tuple[slice, slice]]:
+    """The examples of ``chunk`` ``step`` at a time, each with its rows in the chunk's window rows."""
+    return [(slice(a, min(a + step, chunk.stop)),
+             slice((a - chunk.start) * rows_per_example, (min(a + step, chunk.stop) - chunk.start) * rows_per_example))
+            for a in range(chunk.start, chunk.stop, step)] or [(chunk, slice(0, 0))]
 
 
 def _input_cotangent(w: Array, g: _windows.Geometry, x_shape: tuple[int, ...],
