@@ -229,7 +229,7 @@ def _by_im2col(x: Array, w: Array, b: Array, g: _windows.Geometry, relu: bool, p
     chunks = _windows.chunks(n, entries_per_example * x.itemsize)
     most = chunks[0].stop - chunks[0].start  # examples per chunk, at most
     step = (_windows.batch_chunk(most, (entries_per_example + rows_per_example * c_out) * x.itemsize,
-                                 POOLED_CHUNK_BYTES) if pool else most)  # examples per product
+                                 POOLED_CHUNK_BYTES) if pool else max(most, 1))  # examples per product
     im2col = _windows.im2col_single_channel if x.shape[3] == 1 else _windows.im2col
     full = (n, *g.out, c_out)
     if pool:
