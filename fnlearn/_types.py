@@ -87,7 +87,7 @@ FUSIONS: "weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]]" = w
 """Fused forms of some of fnlearn's layers, keyed like :data:`LAYER_KINDS`. For a Conv2D:
 ``with_relu(params, x, pool, label) -> (y, vjp)``, the convolution followed by a ReLU (and with
 ``pool``, by 2x2 max pooling with stride 2), or None when it cannot fuse the pooling. ``serial`` runs a
-Conv2D, Relu[, MaxPool2D(2)] run this way (``combinators._plan``)."""
+Conv2D directly followed by a Relu (and a MaxPool2D(2)) this way (``combinators._plan``)."""
 
 POOL_WINDOWS: "weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, Any, Any]]" = weakref.WeakKeyDictionary()
 """``(window, stride, padding)`` of each MaxPool2D, keyed by its ``apply`` (for ``serial``'s fusions)."""

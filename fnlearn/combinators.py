@@ -261,9 +261,9 @@ def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int
     are bit for bit those of the layers one by one in ``order``, and the bias gradient the same sum in
     another order; except with im2col and pooling, which runs its products over smaller chunks (the
     output stays in cache until pooled) that OpenBLAS may round differently: there all agree to
-    rounding. Errors in the VJP name the child that runs last one by one (the Relu). When a step cannot fuse (other pooling windows, an output
-    with no window, parameters where none belong), its children run one by one, in ``order``
-    (:func:`_execution_order`)."""
+    rounding. Errors in the VJP name the child that runs last one by one (the Relu). When a step
+    cannot fuse (other pooling windows, an output with no window, parameters where none belong), its
+    children run one by one, in ``order`` (:func:`_execution_order`)."""
     order = _execution_order(pairs)
     kinds = [LAYER_KINDS.get(layer.apply) for _, layer in pairs]
     plan, i = [], 0
@@ -284,7 +284,7 @@ def _run_fused(pairs: list[tuple[str, Any]], members: tuple[int, ...], last: int
     """The output and VJP of a fused step of :func:`_plan`, or None when it cannot run fused. The VJP's
     cotangent errors speak as child ``last`` would, the one that runs last one by one (its own name)."""
     fused = FUSIONS.get(pairs[members[0]][1].apply)
-    if fused is None or any(type(params[pairs[i][0]]) is not dict or params[pairs[i][0]] for i in members[1:]):
+    if fused is None or any(type(p := params[pairs[i][0]]) is not dict or p for i in members[1:]):
         return None  # (the children one by one then say what is wrong with their parameters)
     pool = len(members) == 3 and _is_2x2_pool(pairs[members[2]][1])
     if len(members) == 3 and not pool:

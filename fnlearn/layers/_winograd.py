@@ -97,12 +97,12 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
     ``relu``: ``y`` is ``max(y, 0)`` (as ``Relu``), applied to each chunk while it is in cache.
     ``pool`` (an output of at least 2x2): ``y`` is max-pooled over 2x2 windows with stride 2,
     ``(n, OH // 2, OW // 2, out)``, straight from the 4x4 output blocks, each of which holds four whole
-    windows (the blocks' side, 4, is even): the full-size output is never laid out, and the VJP writes the pooled cotangent's share
-    into the blocks directly. Where the blocks overhang the output, the windows past ``OH // 2`` and
-    ``OW // 2`` are pooled too and dropped (their cotangent is zero). Ties and NaNs as in ``MaxPool2D`` (the same knockout over the same taps);
-    with ``relu`` too, the ReLU runs after the pooling, as ``serial`` runs the pair. The output and the
-    kernel and input cotangents are those of the layers one after the other, bit for bit; ``db`` is
-    the same sum in another order."""
+    windows (the blocks' side, 4, is even): the full-size output is never laid out, and the VJP writes
+    the pooled cotangent's share into the blocks directly. Where the blocks overhang the output, the
+    windows past ``OH // 2`` and ``OW // 2`` are pooled too and dropped (their cotangent is zero). Ties
+    and NaNs as in ``MaxPool2D`` (the same knockout over the same taps); with ``relu`` too, the ReLU
+    runs after the pooling, as ``serial`` runs the pair. The output and the kernel and input cotangents
+    are those of the layers one after the other, bit for bit; ``db`` is the same sum in another order."""
     n, h, wd, c_in = x.shape
     c_out, dt = w.shape[3], x.dtype
     bb, aa = _transforms(dt)

@@ -12,7 +12,9 @@ while they are in the CPU's cache, and the VJP rebuilds them from ``x`` instead 
 batch's rows from the forward pass (so ``x`` must not be modified before the VJP runs). With unit
 stride and dilation along the width the input cotangent is built by column phase
 (:func:`_input_cotangent_by_phase`). A 3x3 kernel with unit stride and dilation and enough channels
-runs Winograd's F(4x4, 3x3) instead (:mod:`fnlearn.layers._winograd`; ``algorithm=``).
+runs Winograd's F(4x4, 3x3) instead (:mod:`fnlearn.layers._winograd`; ``algorithm=``). Inside
+``serial``, a Relu directly after the layer (and a 2x2 MaxPool2D after that) runs fused into its
+chunks (:func:`fnlearn.combinators._plan`).
 Measurements: docs/perf.md, "Convolutions against PyTorch".
 """
 
@@ -188,10 +190,9 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
         layer whose output cotangent the VJP takes, for its errors."""
         w, b = _check_input(name, params, x, kernel, out_channels)
         g = _windows.geometry(name, x.shape[1:3], kernel, strides, dilations, pad_spec)
-        n, c_in = x.shape[0], x.shape[3]
-        if may_winograd and (algorithm == "winograd" or _auto_winograd(c_in, out_channels, g.out)):
-            if pool and min(g.out) < 2:
-                return None  # no window: MaxPool2D says so
+        if pool and min(g.out) < 2:
+            return None  # no 2x2 window: MaxPool2D, run by itself, says so
+        if may_winograd and (algorithm == "winograd" or _auto_winograd(x.shape[3], out_channels, g.out)):
             y, winograd_vjp = _winograd.conv3x3(x, w, b, g.pads, g.out, relu=relu, pool=pool)
 
             def vjp_winograd(dy: Array, *, compute_dx: bool = True) -> tuple[Params, Array | None]:
@@ -200,8 +201,6 @@ def Conv2D(out_channels: int, kernel_size: int | tuple[int, int], *, stride: Any
                 return {"w": dw, "b": db}, dx
 
             return y, vjp_winograd
-        if pool and min(g.out) < 2:
-            return None  # no window: MaxPool2D says so
         return _by_im2col(x, w, b, g, relu, pool, label)
 
     def apply(params: Params, x: Array, *, rng: Any = None, train: bool = False):
