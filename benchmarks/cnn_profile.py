@@ -57,27 +57,29 @@ def timed_pass(layers: list, params: dict, x: np.ndarray, labels: np.ndarray,
     return one_pass
 
 
-def fnlearn_profile(repeats: int, x: np.ndarray, y: np.ndarray) -> list[tuple[str, float]]:
-    layers = cnn.torch_example_layers()
-    model = fl.serial(*layers)
-    params = model.init(np.random.default_rng(0), cnn.INPUT_SHAPE)
+def _pass_times(layers: list, params: dict, x: np.ndarray, labels: np.ndarray,
+                repeats: int) -> dict[str, list[float]]:
+    """Each layer's pass times (:func:`timed_pass`) over ``repeats`` passes after one to warm up."""
     times: dict[str, list[float]] = {}
-    one_pass = timed_pass(layers, params, x, y, times)
+    one_pass = timed_pass(layers, params, x, labels, times)
     one_pass()
     times.clear()
     for _ in range(repeats):
         one_pass()
+    return times
+
+
+def fnlearn_profile(repeats: int, x: np.ndarray, y: np.ndarray) -> list[tuple[str, float]]:
+    layers = cnn.torch_example_layers()
+    model = fl.serial(*layers)
+    params = model.init(np.random.default_rng(0), cnn.INPUT_SHAPE)
+    times = _pass_times(layers, params, x, y, repeats)
     # serial's steps as it runs them: Conv2D, Relu (and MaxPool2D) fused (fnlearn.combinators._plan)
     plan = _plan([(str(i), layer) for i, layer in enumerate(layers)])
     steps = [fl.serial(*[layers[i] for i in members]) for members, _ in plan]  # (a step of one: serial of one)
     step_params = {str(k): {str(j): params[str(i)] for j, i in enumerate(members)}
                    for k, (members, _) in enumerate(plan)}
-    step_times: dict[str, list[float]] = {}
-    step_pass = timed_pass(steps, step_params, x, y, step_times)
-    step_pass()
-    step_times.clear()
-    for _ in range(repeats):
-        step_pass()
+    step_times = _pass_times(steps, step_params, x, y, repeats)
     fused = {str(k) for k, (members, _) in enumerate(plan) if len(members) > 1}
     times.update({f"step {name}": ts for name, ts in step_times.items() if name.split()[0] in fused})
     opt = fl.optim.sgd(0.01, momentum=0.9)

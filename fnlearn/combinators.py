@@ -235,17 +235,9 @@ def _execution_order(pairs: list[tuple[str, Any]]) -> list[int]:
     values and their ties), and where it is not both give zeros (ReLU's derivative at 0 is 0); with
     overlapping windows a zero may change its sign. Only a window that holds a NaN (whose output is
     NaN either way) may send its cotangent elsewhere. The layers are recognised by their ``apply``
-    functions themselves (``fnlearn._types.LAYER_KINDS``): a wrapped layer is never reordered."""
-    order, i = [], 0
-    while i < len(pairs):
-        if (i + 1 < len(pairs) and LAYER_KINDS.get(pairs[i][1].apply) == "relu"
-                and LAYER_KINDS.get(pairs[i + 1][1].apply) == "max_pool"):
-            order += [i + 1, i]
-            i += 2
-        else:
-            order.append(i)
-            i += 1
-    return order
+    functions themselves (``fnlearn._types.LAYER_KINDS``): a wrapped layer is never reordered. (The
+    orders of :func:`_plan`'s steps, one after the other.)"""
+    return [i for _, order in _plan(pairs) for i in order]
 
 
 def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -264,18 +256,18 @@ def _plan(pairs: list[tuple[str, Any]]) -> list[tuple[tuple[int, ...], tuple[int
     rounding. Errors in the VJP name the child that runs last one by one (the Relu). When a step
     cannot fuse (other pooling windows, an output with no window, parameters where none belong), its
     children run one by one, in ``order`` (:func:`_execution_order`)."""
-    order = _execution_order(pairs)
     kinds = [LAYER_KINDS.get(layer.apply) for _, layer in pairs]
     plan, i = [], 0
     while i < len(pairs):
-        if FUSIONS.get(pairs[i][1].apply) is not None and kinds[i + 1:i + 2] == ["relu"]:
-            members = (i, i + 1, i + 2) if kinds[i + 2:i + 3] == ["max_pool"] else (i, i + 1)
+        if FUSIONS.get(pairs[i][1].apply) is not None and kinds[i + 1:i + 3] == ["relu", "max_pool"]:
+            plan.append(((i, i + 1, i + 2), (i, i + 2, i + 1)))  # one by one: the ReLU after the pooling
+        elif FUSIONS.get(pairs[i][1].apply) is not None and kinds[i + 1:i + 2] == ["relu"]:
+            plan.append(((i, i + 1), (i, i + 1)))
         elif kinds[i:i + 2] == ["relu", "max_pool"]:
-            members = (i, i + 1)
+            plan.append(((i, i + 1), (i + 1, i)))
         else:
-            members = (i,)
-        plan.append((members, tuple(j for j in order if j in members)))
-        i += len(members)
+            plan.append(((i,), (i,)))
+        i += len(plan[-1][0])
     return plan
 
 

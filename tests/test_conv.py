@@ -140,6 +140,17 @@ def test_conv_transpose_passes_the_layer_battery(case):
     case.check_layer()
 
 
+def unchunked(layer, size, c_in, batch, seed):
+    """float64 ``params``, a batch ``x``, a cotangent ``dy``, and ``layer``'s output and VJP
+    ``(dparams, dx)`` on them as they run by default (the reference for forced chunks)."""
+    rng = np.random.default_rng(seed)
+    params = layer.init(rng, (-1, *size, c_in), dtype=np.float64)
+    x = rng.standard_normal((batch, *size, c_in))
+    y, vjp = layer.apply(params, x)
+    dy = rng.standard_normal(y.shape)
+    return params, x, dy, y, *vjp(dy)
+
+
 @given(config=conv_configs, size=st.tuples(st.integers(5, 8), st.integers(5, 8)),
        batch=st.integers(2, 5), chunk=st.integers(1, 3), c_in=st.integers(1, 2), seed=fst.seeds())
 def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size, batch, chunk, c_in,
@@ -149,12 +160,7 @@ def test_conv2d_in_batch_chunks_equals_one_chunk_and_the_references(config, size
     and passes the finite-difference check."""
     from fnlearn.layers import _windows
     layer = fl.Conv2D(3, **config)
-    rng = np.random.default_rng(seed)
-    params = layer.init(rng, (-1, *size, c_in), dtype=np.float64)
-    x = rng.standard_normal((batch, *size, c_in))
-    y_one, vjp_one = layer.apply(params, x)
-    dy = rng.standard_normal(y_one.shape)
-    d_one, dx_one = vjp_one(dy)
+    params, x, dy, y_one, d_one, dx_one = unchunked(layer, size, c_in, batch, seed)
     k = _pair(config["kernel_size"])
     row_bytes = y_one.shape[1] * y_one.shape[2] * k[0] * k[1] * c_in * 8  # per example
     with pytest.MonkeyPatch.context() as mp:

@@ -15,7 +15,7 @@ from fnlearn.layers import _windows, _winograd, conv
 from fnlearn.testing import check_vjp
 from fnlearn.testing import strategies as fst
 
-from test_conv import _pads, reference_conv
+from test_conv import _pads, reference_conv, unchunked
 
 PADDINGS = st.one_of(st.sampled_from(["valid", "same"]), st.integers(0, 2),
                      st.tuples(st.integers(0, 3), st.integers(0, 3)))
@@ -76,12 +76,7 @@ def test_winograd_in_batch_chunks_equals_one_chunk(size, batch, chunk, padding, 
     the finite-difference check are those of one chunk."""
     c_in, c_out = channels
     layer = fl.Conv2D(c_out, 3, padding=padding, algorithm="winograd")
-    rng = np.random.default_rng(seed)
-    params = layer.init(rng, (-1, *size, c_in), dtype=np.float64)
-    x = rng.standard_normal((batch, *size, c_in))
-    y_one, vjp_one = layer.apply(params, x)
-    dy = rng.standard_normal(y_one.shape)
-    d_one, dx_one = vjp_one(dy)
+    params, x, dy, y_one, d_one, dx_one = unchunked(layer, size, c_in, batch, seed)
     blocks = np.prod(_winograd.tile_counts(y_one.shape[1:3]))
     per_example = 36 * blocks * (c_in + c_out) * 8
     with pytest.MonkeyPatch.context() as mp:

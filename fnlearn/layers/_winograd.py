@@ -43,8 +43,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .._kernels import column_sums
 from .._types import Array
-from . import _windows
-from .pooling import _knockout
+from . import _windows, pooling
 
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
@@ -125,8 +124,7 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
         whole = (most, OUT // 2 * th, OUT // 2 * tw, c_out)  # the windows of whole blocks
         cut = None if y.shape[1:] == whole[1:] else np.empty(whole, dt)  # (windows to drop)
         winners = np.empty((2, 2, n, th, tw, c_out), np.uint8)  # per window, its first maximum's tap
-        spare = (np.empty((2, 2, most, th, tw, c_out), dt), np.empty((2, 2, most, th, tw, c_out), np.uint8))
-        later = np.empty((2, 2, most, th, tw, c_out), bool)
+        scratch = pooling.pool_scratch((2, 2, most, th, tw, c_out), dt)
     else:
         y = np.empty((n, *out_size, c_out), dt)
     zeros = np.zeros((most, *y.shape[1:]), dt) if relu else None
@@ -147,7 +145,7 @@ def conv3x3(x: Array, w: Array, b: Array, pads: _windows.Pads, out_size: tuple[i
             with_bias = blocks[:, :p * c_out].reshape(16, p, c_out)
             np.add(with_bias, b, out=with_bias)
             _pool_blocks(blocks[:, :p * c_out], y[s] if cut is None else cut[:k], winners[:, :, s],
-                         (spare[0][:, :, :k], spare[1][:, :, :k]), later[:, :, :k])
+                         tuple(a[:, :, :k] for a in scratch))
             if cut is not None:
                 y[s] = cut[:k, :y.shape[1], :y.shape[2]]
         else:
@@ -219,14 +217,13 @@ def _pooled_windows(pooled: Array, th: int, tw: int) -> Array:
     return pooled.reshape(k, th, 2, tw, 2, c).transpose(2, 4, 0, 1, 3, 5)
 
 
-def _pool_blocks(blocks: Array, pooled: Array, winners: Array, spare: tuple[Array, Array],
-                 later: Array) -> None:
+def _pool_blocks(blocks: Array, pooled: Array, winners: Array, scratch: tuple[Array, Array, Array]) -> None:
     """``pooled`` ``(k, 2 th, 2 tw, c)`` = the maxima of the 2x2 windows of ``blocks`` ``(16, k * th *
     tw * c)``, and ``winners`` ``(2, 2, k, th, tw, c)`` the first tap that attains each (MaxPool2D's
-    knockout); ``spare`` and ``later`` are its scratch, shaped like ``winners``."""
+    knockout, :func:`fnlearn.layers.pooling.max_of_taps`; ``scratch`` shaped like ``winners``)."""
     k, c = pooled.shape[0], pooled.shape[3]
     th, tw = winners.shape[3:5]
-    _knockout(_window_taps(blocks, k, th, tw, c), [(_pooled_windows(pooled, th, tw), winners), spare], later)
+    pooling.max_of_taps(_window_taps(blocks, k, th, tw, c), _pooled_windows(pooled, th, tw), winners, scratch)
 
 
 def _unpool_blocks(dpooled: Array, winners: Array, dblocks: Array) -> None:
@@ -235,9 +232,7 @@ def _unpool_blocks(dpooled: Array, winners: Array, dblocks: Array) -> None:
     * c)``. A product, as in MaxPool2D's VJP: ``dy * 0`` keeps the sign and the NaN of ``dy``."""
     k, c = dpooled.shape[0], dpooled.shape[3]
     th, tw = winners.shape[3:5]
-    windows = _pooled_windows(dpooled, th, tw)
-    for t, tap in enumerate(_window_taps(dblocks, k, th, tw, c)):
-        np.multiply(windows, winners == t, out=tap)
+    pooling.to_winning_taps(_pooled_windows(dpooled, th, tw), winners, _window_taps(dblocks, k, th, tw, c))
 
 
 def _from_blocks(blocks: Array, y: Array, b: Array) -> None:

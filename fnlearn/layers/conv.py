@@ -248,7 +248,8 @@ def _by_im2col(x: Array, w: Array, b: Array, g: _windows.Geometry, relu: bool, p
             np.matmul(cols[r], w2, out=out.reshape(-1, c_out))
             out += b
             if pool:
-                pooling.max_pool_2x2(out, y[e], winners[e], tuple(a[:m] for a in scratch))
+                pooling.max_of_taps(pooling.taps_2x2(out, y.shape[1:3]), y[e], winners[e],
+                                    tuple(a[:m] for a in scratch))
             if relu:
                 np.maximum(y[e], zeros[:m], out=y[e])  # Relu's own operation: the same bits
     kept = cols if len(chunks) == 1 else None  # the only chunk's rows: the VJP reuses them
@@ -274,7 +275,7 @@ def _by_im2col(x: Array, w: Array, b: Array, g: _windows.Geometry, relu: bool, p
                     dye = np.greater(y[e], 0.0, out=masked[:m])
                     dye *= dy[e]
                 if pool:
-                    pooling.max_pool_2x2_vjp(dye, winners[e], unpooled[:m])
+                    pooling.to_winning_taps(dye, winners[e], pooling.taps_2x2(unpooled[:m], y.shape[1:3]))
                     dye = unpooled[:m]
                 dye2 = dye.reshape(-1, c_out)
                 if fused:

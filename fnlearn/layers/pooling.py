@@ -181,26 +181,31 @@ def _to_winners(dy: Array, winner: Array, taps: list[tuple[slice, slice]],
 
 
 def pool_scratch(shape: tuple[int, ...], dtype: np.dtype) -> tuple[Array, Array, Array]:
-    """The scratch of :func:`max_pool_2x2` for pooled outputs of ``shape``."""
+    """The scratch of :func:`max_of_taps` for maxima of ``shape``."""
     return np.empty(shape, dtype), np.empty(shape, np.uint8), np.empty(shape, bool)
 
 
-def max_pool_2x2(x: Array, y: Array, winner: Array, scratch: tuple[Array, Array, Array]) -> None:
-    """MaxPool2D(2)'s output ``y`` ``(n, H // 2, W // 2, C)`` of ``x`` ``(n, H, W, C)`` and its
-    ``winner`` taps (row-major, 0-3), written into the given arrays with :func:`_knockout`: the same
-    bits and ties as the layer. For ``Conv2D``'s fused pooling (``serial``), on one chunk at a time."""
-    oh, ow = y.shape[1:3]
+def taps_2x2(x: Array, out: tuple[int, int]) -> list[Array]:
+    """The four taps of 2x2 windows with stride 2 over ``x`` ``(n, H, W, C)``, ``out`` windows down and
+    across: views ``(n, *out, C)`` in row-major tap order (the order of MaxPool2D's taps)."""
+    return [x[:, i:2 * out[0]:2, j:2 * out[1]:2] for i in (0, 1) for j in (0, 1)]
+
+
+def max_of_taps(taps: list[Array], y: Array, winner: Array, scratch: tuple[Array, Array, Array]) -> None:
+    """MaxPool2D's forward pass on four taps of 2x2 windows, written into the given arrays: the maxima
+    ``y`` and each window's ``winner`` (the first tap attaining it), by :func:`_knockout`, so the same
+    bits and ties as the layer; ``scratch`` from :func:`pool_scratch`, shaped like ``y``. For
+    ``Conv2D``'s fused pooling (``serial``), one chunk at a time, in any layout of the taps."""
     best, first, later = scratch
-    _knockout([x[:, i:2 * oh:2, j:2 * ow:2] for i in (0, 1) for j in (0, 1)],
-              [(y, winner), (best, first)], later)
+    _knockout(taps, [(y, winner), (best, first)], later)
 
 
-def max_pool_2x2_vjp(dy: Array, winner: Array, dx: Array) -> None:
-    """The transpose of :func:`max_pool_2x2`, written into the windows of ``dx`` (its entries outside
-    every window, past ``2 (H // 2)`` or ``2 (W // 2)``, are left as they are: zeros, the caller's)."""
-    oh, ow = dy.shape[1:3]
-    for t, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        np.multiply(dy, winner == t, out=dx[:, i:2 * oh:2, j:2 * ow:2])
+def to_winning_taps(dy: Array, winner: Array, taps: list[Array]) -> None:
+    """The transpose of :func:`max_of_taps`: each of ``taps`` (views of the input cotangent) gets
+    ``dy`` times 1 where it won and 0 elsewhere, as in MaxPool2D's VJP (``dy * 0`` keeps the sign and
+    the NaN of ``dy``). Entries in no tap are left as they are."""
+    for t, tap in enumerate(taps):
+        np.multiply(dy, winner == t, out=tap)
 
 
 def AvgPool2D(window: int | tuple[int, int], *, stride: Any = None, padding: Any = "valid") -> Layer:
